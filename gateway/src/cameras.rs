@@ -1,0 +1,129 @@
+//! The configured cameras at run time: for each, its feed in the hub and its ingest pipeline, and
+//! the state the API, `/readyz` and `straja_camera_up` report.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use straja_pipelines::{CameraOptions, CameraPipeline, CameraState};
+use straja_pipelines::CameraSource;
+
+use crate::config::CameraConfig;
+use crate::hub::{CameraFeed, KeyframeSource};
+use crate::metrics::Metrics;
+
+impl KeyframeSource for CameraPipeline {
+    fn request_keyframe(&self) {
+        CameraPipeline::request_keyframe(self);
+    }
+}
+
+/// One running camera.
+pub struct Camera {
+    /// Its id (from the config).
+    pub id: String,
+    /// Its human name.
+    pub name: String,
+    /// Its fan-out point.
+    pub feed: Arc<CameraFeed>,
+    pipeline: Option<Arc<CameraPipeline>>,
+    start_error: Option<String>,
+}
+
+/// A camera as `GET /api/v1/cameras` shows it.
+#[derive(Debug, Serialize)]
+pub struct CameraStatus {
+    /// Camera id.
+    pub id: String,
+    /// Human name.
+    pub name: String,
+    /// `starting`, `playing`, `reconnecting`, `stopped` or `failed`.
+    pub state: &'static str,
+    /// Viewers now.
+    pub viewers: usize,
+}
+
+impl Camera {
+    /// Creates the camera's feed and starts its pipeline (returns at once, even if the camera is down).
+    pub fn start(config: &CameraConfig, metrics: &Metrics) -> Camera {
+        let feed = CameraFeed::new(&config.id, metrics.camera(&config.id));
+        let started = CameraSource::parse(&config.source)
+            .map_err(|e| e.to_string())
+            .and_then(|source| {
+                CameraPipeline::start(&config.id, source, feed.clone(), CameraOptions::default())
+                    .map_err(|e| e.to_string())
+            });
+        let (pipeline, start_error) = match started {
+            Ok(pipeline) => {
+                let pipeline = Arc::new(pipeline);
+                feed.set_keyframe_source(pipeline.clone());
+                (Some(pipeline), None)
+            }
+            Err(e) => {
+                tracing::error!(camera = %config.id, error = %e, "camera pipeline did not start");
+                (None, Some(e))
+            }
+        };
+        Camera {
+            id: config.id.clone(),
+            name: config.name.clone(),
+            feed,
+            pipeline,
+            start_error,
+        }
+    }
+
+    /// The pipeline's state, `None` when it could not be built at all.
+    pub fn state(&self) -> Option<CameraState> {
+        self.pipeline.as_ref().map(|p| p.state())
+    }
+
+    /// True when the pipeline is playing.
+    pub fn is_up(&self) -> bool {
+        self.state() == Some(CameraState::Playing)
+    }
+
+    /// The state for the API.
+    pub fn status(&self) -> CameraStatus {
+        CameraStatus {
+            id: self.id.clone(),
+            name: self.name.clone(),
+            state: match self.state() {
+                Some(CameraState::Starting) => "starting",
+                Some(CameraState::Playing) => "playing",
+                Some(CameraState::Reconnecting) => "reconnecting",
+                Some(CameraState::Stopped) => "stopped",
+                None => "failed",
+            },
+            viewers: self.feed.subscriber_count(),
+        }
+    }
+
+    /// Why the pipeline could not be built, if it could not.
+    pub fn start_error(&self) -> Option<&str> {
+        self.start_error.as_deref()
+    }
+
+    /// Stops the pipeline (sets it to NULL and joins its supervisor).
+    pub fn stop(&self) {
+        if let Some(pipeline) = &self.pipeline {
+            pipeline.stop();
+        }
+    }
+
+    /// Copies the pipeline's state into the camera's metrics.
+    pub fn export_metrics(&self, reported_reconnects: &mut u64) {
+        let metrics = self.feed.metrics();
+        metrics.up.set(i64::from(self.is_up()));
+        if let Some(pipeline) = &self.pipeline {
+            let reconnects = pipeline.reconnects();
+            metrics
+                .reconnects
+                .inc_by(reconnects.saturating_sub(*reported_reconnects));
+            *reported_reconnects = reconnects;
+        }
+    }
+}
+
+/// How often camera state is copied to the metrics.
+pub const STATE_EXPORT_INTERVAL: Duration = Duration::from_millis(500);

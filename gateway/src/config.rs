@@ -1,0 +1,431 @@
+//! The daemon's configuration: the TOML file of DESIGN.md's "Config" section, parsed with unknown
+//! keys rejected, then validated so that every problem is reported at once with its field.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use straja_pipelines::CameraSource;
+
+/// The embedded demo configuration used by `straja run` without `--config`.
+pub const DEMO_CONFIG: &str = include_str!("demo.toml");
+
+/// Largest configuration file accepted, in bytes (a config is a few KiB; this bounds a mistake).
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+/// Most cameras one box is configured with.
+const MAX_CAMERAS: usize = 256;
+/// Longest camera id (it appears in URLs and metric labels).
+const MAX_CAMERA_ID_LEN: usize = 64;
+
+/// The whole configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Where the daemon keeps its state (self-signed TLS material, later recordings and audit log).
+    pub state_dir: PathBuf,
+    /// The HTTPS listener (API, signalling, web page).
+    pub http: HttpConfig,
+    /// The Prometheus metrics listener.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// WebRTC media transport.
+    #[serde(default)]
+    pub webrtc: WebrtcConfig,
+    /// The cameras this box ingests.
+    #[serde(default)]
+    pub cameras: Vec<CameraConfig>,
+}
+
+/// `[http]`: the HTTPS listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+    /// PEM certificate chain; absent: a self-signed certificate generated in `state_dir`.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+}
+
+/// `[metrics]`: the Prometheus listener (plain HTTP, meant for loopback or a management network).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address and port to listen on.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// `[webrtc]`: media transport for every session.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WebrtcConfig {
+    /// The UDP address all sessions share. A wildcard address (`0.0.0.0`, `::`) binds the same
+    /// port on every interface address; port 0 picks a free port (for tests: firewalls need a
+    /// fixed one).
+    pub udp_listen: SocketAddr,
+    /// Addresses to announce when the box is behind a 1:1 NAT.
+    #[serde(default)]
+    pub public_ips: Vec<IpAddr>,
+}
+
+impl Default for WebrtcConfig {
+    fn default() -> Self {
+        Self {
+            udp_listen: SocketAddr::from(([0, 0, 0, 0], 8189)),
+            public_ips: Vec::new(),
+        }
+    }
+}
+
+/// `[[cameras]]`: one camera.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CameraConfig {
+    /// `[a-z0-9-]`, unique; used in URLs and metric labels.
+    pub id: String,
+    /// Human name shown to security staff.
+    pub name: String,
+    /// `rtsp://…`, `rtsps://…`, `test://pattern`, or `v4l2:///dev/videoN`.
+    pub source: String,
+}
+
+impl fmt::Debug for CameraConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The source URL may carry credentials: show it only redacted.
+        let source = CameraSource::parse(&self.source)
+            .map(|s| s.redacted())
+            .unwrap_or_else(|_| "<invalid>".to_owned());
+        f.debug_struct("CameraConfig")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("source", &source)
+            .finish()
+    }
+}
+
+/// One problem found in a configuration: the field and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    /// The field, as a TOML path (`cameras[1].id`), or empty for the file as a whole.
+    pub field: String,
+    /// What is wrong, and what is expected.
+    pub reason: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "{}", self.reason)
+        } else {
+            write!(f, "{}: {}", self.field, self.reason)
+        }
+    }
+}
+
+/// A configuration that could not be loaded: every problem found.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("invalid configuration{}:\n{}", origin.as_deref().map(|o| format!(" in {o}")).unwrap_or_default(), problems.iter().map(|p| format!("  - {p}")).collect::<Vec<_>>().join("\n"))]
+pub struct ConfigError {
+    /// Where the configuration came from (a path), if from a file.
+    pub origin: Option<String>,
+    /// Every problem found.
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl ConfigError {
+    fn single(origin: Option<String>, field: &str, reason: impl Into<String>) -> Self {
+        Self {
+            origin,
+            problems: vec![ConfigProblem {
+                field: field.to_owned(),
+                reason: reason.into(),
+            }],
+        }
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let origin = Some(path.display().to_string());
+        let meta = std::fs::metadata(path)
+            .map_err(|e| ConfigError::single(origin.clone(), "", format!("cannot read: {e}")))?;
+        if meta.len() > MAX_CONFIG_BYTES {
+            return Err(ConfigError::single(
+                origin,
+                "",
+                format!("file is {} bytes; at most {MAX_CONFIG_BYTES} accepted", meta.len()),
+            ));
+        }
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| ConfigError::single(origin.clone(), "", format!("cannot read: {e}")))?;
+        Self::parse(&text).map_err(|mut e| {
+            e.origin = origin;
+            e
+        })
+    }
+
+    /// The embedded demo configuration.
+    pub fn demo() -> Config {
+        Self::parse(DEMO_CONFIG).expect("the embedded demo configuration is valid")
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| {
+            let field = e
+                .span()
+                .map(|span| field_at(text, span.start))
+                .unwrap_or_default();
+            ConfigError::single(None, &field, e.message().to_owned())
+        })?;
+        let problems = config.problems();
+        if problems.is_empty() {
+            Ok(config)
+        } else {
+            Err(ConfigError {
+                origin: None,
+                problems,
+            })
+        }
+    }
+
+    /// Every semantic problem of a parsed configuration (empty when valid).
+    pub fn problems(&self) -> Vec<ConfigProblem> {
+        let mut problems = Vec::new();
+        let mut problem = |field: String, reason: String| {
+            problems.push(ConfigProblem { field, reason });
+        };
+        if self.state_dir.as_os_str().is_empty() {
+            problem("state_dir".into(), "must not be empty".into());
+        }
+        match (&self.http.tls_cert, &self.http.tls_key) {
+            (Some(_), None) => problem(
+                "http.tls_key".into(),
+                "missing: tls_cert and tls_key go together".into(),
+            ),
+            (None, Some(_)) => problem(
+                "http.tls_cert".into(),
+                "missing: tls_cert and tls_key go together".into(),
+            ),
+            _ => {}
+        }
+        if self.http.listen == self.metrics.listen && self.http.listen.port() != 0 {
+            problem(
+                "metrics.listen".into(),
+                format!("same address as http.listen ({})", self.http.listen),
+            );
+        }
+        for (i, ip) in self.webrtc.public_ips.iter().enumerate() {
+            if ip.is_unspecified() || ip.is_multicast() {
+                problem(
+                    format!("webrtc.public_ips[{i}]"),
+                    format!("{ip} cannot be announced to browsers"),
+                );
+            }
+        }
+        if self.cameras.len() > MAX_CAMERAS {
+            problem(
+                "cameras".into(),
+                format!(
+                    "{} cameras configured; at most {MAX_CAMERAS}",
+                    self.cameras.len()
+                ),
+            );
+        }
+        let mut seen = HashSet::new();
+        for (i, camera) in self.cameras.iter().enumerate() {
+            if let Err(reason) = validate_camera_id(&camera.id) {
+                problem(format!("cameras[{i}].id"), reason);
+            } else if !seen.insert(camera.id.as_str()) {
+                problem(
+                    format!("cameras[{i}].id"),
+                    format!("'{}' is used by another camera; ids must be unique", camera.id),
+                );
+            }
+            if camera.name.trim().is_empty() || camera.name.len() > 200 {
+                problem(
+                    format!("cameras[{i}].name"),
+                    "must be 1 to 200 characters".into(),
+                );
+            }
+            if let Err(e) = CameraSource::parse(&camera.source) {
+                problem(format!("cameras[{i}].source"), e.to_string());
+            }
+        }
+        problems
+    }
+}
+
+/// Checks a camera id: `[a-z0-9-]`, 1 to 64 characters, not starting or ending with `-`.
+pub fn validate_camera_id(id: &str) -> Result<(), String> {
+    if id.is_empty() || id.len() > MAX_CAMERA_ID_LEN {
+        return Err(format!("must be 1 to {MAX_CAMERA_ID_LEN} characters"));
+    }
+    if let Some(c) = id
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!(
+            "'{id}' contains {c:?}; only a-z, 0-9 and '-' are allowed"
+        ));
+    }
+    if id.starts_with('-') || id.ends_with('-') {
+        return Err(format!("'{id}' must not start or end with '-'"));
+    }
+    Ok(())
+}
+
+/// The TOML path of the key or table that contains byte `offset`, best effort, for error messages
+/// from the TOML parser (which knows the span, not always the key's name).
+fn field_at(text: &str, offset: usize) -> String {
+    let before = &text[..offset.min(text.len())];
+    let mut table = String::new();
+    let mut array_index: std::collections::HashMap<String, usize> = Default::default();
+    for line in before.lines() {
+        let line = line.trim();
+        if let Some(name) = line.strip_prefix("[[").and_then(|l| l.strip_suffix("]]")) {
+            let name = name.trim().to_owned();
+            let index = array_index.entry(name.clone()).or_insert(0);
+            table = format!("{name}[{index}]");
+            *index += 1;
+        } else if let Some(name) = line.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+            table = name.trim().to_owned();
+        }
+    }
+    let current_line = before.rsplit('\n').next().unwrap_or("");
+    let rest_of_line = text[offset.min(text.len())..].split('\n').next().unwrap_or("");
+    let line = format!("{current_line}{rest_of_line}");
+    let key = line
+        .split_once('=')
+        .map(|(k, _)| k.trim().trim_matches('"').to_owned())
+        .filter(|k| !k.is_empty() && !k.starts_with('['));
+    match (table.is_empty(), key) {
+        (true, Some(key)) => key,
+        (false, Some(key)) => format!("{table}.{key}"),
+        (_, None) => table,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+state_dir = "/var/lib/straja"
+[http]
+listen = "127.0.0.1:8443"
+"#;
+
+    #[test]
+    fn demo_config_is_valid_and_has_two_test_cameras() {
+        let config = Config::demo();
+        assert_eq!(config.cameras.len(), 2);
+        assert!(config.cameras.iter().all(|c| c.source.starts_with("test://")));
+        assert_eq!(config.http.listen, "127.0.0.1:8443".parse().unwrap());
+        assert_eq!(config.metrics.listen, "127.0.0.1:9464".parse().unwrap());
+    }
+
+    #[test]
+    fn design_md_example_is_accepted() {
+        let text = r#"
+state_dir = "/var/lib/straja"
+
+[http]
+listen = "0.0.0.0:8443"
+tls_cert = "/etc/straja/tls/server.crt"
+tls_key  = "/etc/straja/tls/server.key"
+
+[metrics]
+listen = "127.0.0.1:9464"
+
+[webrtc]
+udp_listen = "0.0.0.0:8189"
+public_ips = []
+
+[[cameras]]
+id = "north-gate"
+name = "North gate"
+source = "rtsp://10.0.0.5:554/stream1"
+"#;
+        let config = Config::parse(text).unwrap();
+        assert_eq!(config.cameras[0].id, "north-gate");
+    }
+
+    #[test]
+    fn unknown_key_is_rejected_with_its_name() {
+        let text = format!("{MINIMAL}\n[webrtc]\nudp_listen = \"127.0.0.1:8189\"\nudp_lissen = 3\n");
+        let err = Config::parse(&text).unwrap_err();
+        let message = err.to_string();
+        assert!(message.contains("udp_lissen"), "{message}");
+        assert!(message.contains("webrtc"), "{message}");
+    }
+
+    #[test]
+    fn every_problem_is_listed_with_its_field() {
+        let text = r#"
+state_dir = "/tmp/x"
+[http]
+listen = "127.0.0.1:9464"
+tls_cert = "/a.crt"
+[webrtc]
+udp_listen = "127.0.0.1:8189"
+[[cameras]]
+id = "Bad_Id"
+name = "A"
+source = "test://ball"
+[[cameras]]
+id = "b"
+name = " "
+source = "http://example"
+[[cameras]]
+id = "b"
+name = "C"
+source = "test://ball"
+"#;
+        let err = Config::parse(text).unwrap_err();
+        let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
+        for expected in [
+            "http.tls_key",
+            "metrics.listen",
+            "cameras[0].id",
+            "cameras[1].name",
+            "cameras[1].source",
+            "cameras[2].id",
+        ] {
+            assert!(fields.contains(&expected), "{expected} missing in {fields:?}");
+        }
+    }
+
+    #[test]
+    fn camera_debug_output_redacts_credentials() {
+        let camera = CameraConfig {
+            id: "gate".into(),
+            name: "Gate".into(),
+            source: "rtsp://admin:s3cret@127.0.0.1:554/stream".into(),
+        };
+        let shown = format!("{camera:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+    }
+
+    #[test]
+    fn camera_ids_follow_the_contract() {
+        assert!(validate_camera_id("north-gate-2").is_ok());
+        assert!(validate_camera_id("").is_err());
+        assert!(validate_camera_id("North").is_err());
+        assert!(validate_camera_id("-a").is_err());
+        assert!(validate_camera_id("a/b").is_err());
+        assert!(validate_camera_id(&"a".repeat(65)).is_err());
+    }
+}

@@ -1,0 +1,39 @@
+//! The running gateway's shared state: configuration, cameras, sessions, the WebRTC engine and
+//! metrics. Handlers get it as `Arc<Gateway>`.
+
+use std::sync::Arc;
+
+use crate::cameras::Camera;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::sessions::Sessions;
+use crate::webrtc::WebrtcEngine;
+
+/// Everything the control plane shares.
+pub struct Gateway {
+    /// The configuration in force.
+    pub config: Config,
+    /// The configured cameras, in config order.
+    pub cameras: Vec<Camera>,
+    /// Open viewer sessions.
+    pub sessions: Sessions,
+    /// The WebRTC side.
+    pub webrtc: WebrtcEngine,
+    /// Metric families.
+    pub metrics: Arc<Metrics>,
+}
+
+impl Gateway {
+    /// The camera with this id.
+    pub fn camera(&self, id: &str) -> Option<&Camera> {
+        self.cameras.iter().find(|c| c.id == id)
+    }
+
+    /// Keeps `straja_webrtc_sessions` equal to the registry's size.
+    pub fn export_session_count(&self) {
+        self.metrics
+            .webrtc_sessions
+            .with_label_values(&["whep"])
+            .set(self.sessions.len() as i64);
+    }
+}

@@ -1,0 +1,102 @@
+// Straja camera page: lists cameras, plays one over WHEP (RFC draft-ietf-wish-whep).
+// window.straja exposes play(id), stop() and the current RTCPeerConnection for tests and debugging.
+"use strict";
+
+const statusEl = document.getElementById("status");
+const listEl = document.getElementById("cameras");
+const video = document.getElementById("video");
+const straja = { pc: null, session: null, camera: null };
+window.straja = straja;
+
+function setStatus(text) { statusEl.textContent = text; }
+
+async function loadCameras() {
+  const response = await fetch("/api/v1/cameras");
+  if (!response.ok) throw new Error(`cameras: HTTP ${response.status}`);
+  const cameras = await response.json();
+  listEl.replaceChildren(...cameras.map((camera) => {
+    const item = document.createElement("li");
+    const button = document.createElement("button");
+    button.type = "button";
+    button.dataset.camera = camera.id;
+    button.setAttribute("aria-pressed", "false");
+    button.textContent = camera.name;
+    const state = document.createElement("span");
+    state.className = "state";
+    state.textContent = `${camera.state} · ${camera.viewers} watching`;
+    button.append(state);
+    button.addEventListener("click", () => straja.play(camera.id).catch((e) => setStatus(e.message)));
+    item.append(button);
+    return item;
+  }));
+  setStatus(cameras.length ? "Choose a camera" : "No cameras configured");
+  return cameras;
+}
+
+function waitForIceGathering(pc, timeoutMs) {
+  if (pc.iceGatheringState === "complete") return Promise.resolve();
+  return new Promise((resolve) => {
+    const done = () => { pc.removeEventListener("icegatheringstatechange", check); resolve(); };
+    const check = () => { if (pc.iceGatheringState === "complete") done(); };
+    pc.addEventListener("icegatheringstatechange", check);
+    setTimeout(done, timeoutMs);
+  });
+}
+
+straja.stop = async function stop() {
+  const { pc, session } = straja;
+  straja.pc = null;
+  straja.session = null;
+  if (pc) pc.close();
+  if (session) await fetch(session, { method: "DELETE" }).catch(() => {});
+  video.srcObject = null;
+};
+
+straja.play = async function play(cameraId) {
+  await straja.stop();
+  straja.camera = cameraId;
+  for (const b of listEl.querySelectorAll("button")) {
+    b.setAttribute("aria-pressed", String(b.dataset.camera === cameraId));
+  }
+  setStatus("Connecting…");
+  const pc = new RTCPeerConnection();
+  straja.pc = pc;
+  pc.addTransceiver("video", { direction: "recvonly" });
+  pc.addEventListener("track", (event) => {
+    video.srcObject = event.streams[0] || new MediaStream([event.track]);
+  });
+  pc.addEventListener("connectionstatechange", () => {
+    const labels = { connected: "Live", connecting: "Connecting…", failed: "Connection failed",
+                     disconnected: "Connection lost — retrying", closed: "Stopped" };
+    setStatus(labels[pc.connectionState] || pc.connectionState);
+  });
+  await pc.setLocalDescription(await pc.createOffer());
+  await waitForIceGathering(pc, 2000);
+  const response = await fetch(`/api/v1/cameras/${encodeURIComponent(cameraId)}/whep`, {
+    method: "POST",
+    headers: { "Content-Type": "application/sdp" },
+    body: pc.localDescription.sdp,
+  });
+  if (response.status !== 201) {
+    let reason = `HTTP ${response.status}`;
+    try { reason = (await response.json()).error || reason; } catch (_) { /* not JSON */ }
+    pc.close();
+    throw new Error(`Cannot play: ${reason}`);
+  }
+  straja.session = new URL(response.headers.get("Location"), location.href).href;
+  await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
+  return straja.session;
+};
+
+/// Frames decoded so far on the current session (from getStats), for tests and the status line.
+straja.framesDecoded = async function framesDecoded() {
+  if (!straja.pc) return 0;
+  let frames = 0;
+  (await straja.pc.getStats()).forEach((s) => {
+    if (s.type === "inbound-rtp" && s.kind === "video") frames = s.framesDecoded || 0;
+  });
+  return frames;
+};
+
+window.addEventListener("pagehide", () => { straja.stop(); });
+straja.ready = loadCameras().catch((e) => setStatus(e.message));

@@ -1,0 +1,21 @@
+//! The web page at `/`: lists the cameras and plays one live over WHEP. Static files compiled in;
+//! no inline script, so the Content-Security-Policy can forbid it.
+
+use axum::http::header;
+use axum::response::IntoResponse;
+
+/// `GET /`.
+pub async fn index() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        include_str!("assets/index.html"),
+    )
+}
+
+/// `GET /app.js`.
+pub async fn script() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        include_str!("assets/app.js"),
+    )
+}

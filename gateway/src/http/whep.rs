@@ -1,0 +1,132 @@
+//! WHEP (WebRTC-HTTP Egress Protocol): `POST /api/v1/cameras/{id}/whep` answers a viewer's offer
+//! and starts its session; `DELETE /api/v1/sessions/{sid}` ends it.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::api_error::ApiError;
+use crate::gateway::Gateway;
+use crate::sessions::new_session_id;
+use crate::webrtc::EndReason;
+
+/// Largest request body accepted (an SDP offer is a few KiB).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+fn is_sdp(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/sdp"))
+}
+
+/// Maps a body that could not be read to 413 (too large) or 400.
+pub fn body_error(rejection: BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {MAX_BODY_BYTES} bytes"),
+        )
+    } else {
+        ApiError::bad_request(format!("cannot read the request body: {rejection}"))
+    }
+}
+
+/// Answers a WHEP offer: `201 Created`, `Location: /api/v1/sessions/{sid}`, body = SDP answer.
+pub async fn offer(
+    State(gateway): State<Arc<Gateway>>,
+    Path(camera_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let arrived = Instant::now();
+    let camera = gateway
+        .camera(&camera_id)
+        .ok_or_else(|| ApiError::not_found("no camera with this id"))?;
+    if !is_sdp(&headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "a WHEP offer is sent with Content-Type: application/sdp",
+        ));
+    }
+    let body = body.map_err(body_error)?;
+    let offer = std::str::from_utf8(&body)
+        .map_err(|_| ApiError::bad_request("malformed SDP: the body is not UTF-8 text"))?;
+    if !gateway.sessions.has_room() {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this gateway is at its session limit; try again later",
+        ));
+    }
+
+    let session_id = new_session_id();
+    let on_end = {
+        let gateway = Arc::downgrade(&gateway);
+        let session_id = session_id.clone();
+        let camera = camera.id.clone();
+        move |reason: EndReason| {
+            if let Some(gateway) = gateway.upgrade() {
+                gateway.sessions.remove(&session_id);
+                gateway.export_session_count();
+            }
+            tracing::info!(%camera, session = &session_id[..8], ?reason, "viewer session ended");
+        }
+    };
+    let started = match gateway
+        .webrtc
+        .start_viewer(offer, camera.feed.subscribe(), on_end)
+    {
+        Ok(Ok(started)) => started,
+        Ok(Err(offer_error)) => return Err(ApiError::bad_request(offer_error.to_string())),
+        Err(setup_error) => {
+            tracing::error!(error = %setup_error, "cannot answer a WHEP offer");
+            return Err(ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the gateway could not set up the session",
+            ));
+        }
+    };
+    if !gateway
+        .sessions
+        .insert(session_id.clone(), &camera.id, started.close)
+    {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "this gateway is at its session limit; try again later",
+        ));
+    }
+    gateway.export_session_count();
+    gateway
+        .metrics
+        .whep_answer_seconds
+        .observe(arrived.elapsed().as_secs_f64());
+    tracing::info!(camera = %camera.id, session = &session_id[..8], "viewer session started");
+    Ok((
+        StatusCode::CREATED,
+        [
+            (header::CONTENT_TYPE, "application/sdp".to_owned()),
+            (header::LOCATION, format!("/api/v1/sessions/{session_id}")),
+        ],
+        started.answer_sdp,
+    )
+        .into_response())
+}
+
+/// Ends a session: 200, or 404 when there is no such session.
+pub async fn delete(
+    State(gateway): State<Arc<Gateway>>,
+    Path(session_id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if gateway.sessions.close(&session_id) {
+        gateway.export_session_count();
+        Ok(StatusCode::OK)
+    } else {
+        Err(ApiError::not_found("no session with this id"))
+    }
+}

@@ -1,0 +1,295 @@
+//! One camera's feed: receives the pipeline's RTP packets (on a GStreamer thread) and fans them out
+//! to every viewer's bounded queue without blocking and without a lock: the subscriber list is
+//! swapped copy-on-write when viewers come and go, and read with one atomic load per packet.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use straja_pipelines::PacketSink;
+use tokio::sync::mpsc;
+
+use super::h264;
+use super::media_packet::MediaPacket;
+use super::rtp_header::RtpHeader;
+use crate::metrics::CameraMetrics;
+
+/// Packets a viewer's queue holds before the hub drops for it (about 1 s of 2 Mbit/s video).
+pub const VIEWER_QUEUE_PACKETS: usize = 256;
+/// Keyframe requests to a camera are spaced at least this far apart, whatever the viewers ask.
+const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
+
+/// Something that can make a camera send a keyframe soon.
+pub trait KeyframeSource: Send + Sync {
+    /// Asks for a keyframe; must not block.
+    fn request_keyframe(&self);
+}
+
+/// One viewer's end of the fan-out.
+struct Subscriber {
+    id: u64,
+    queue: mpsc::Sender<MediaPacket>,
+    /// Set by the feed when a packet could not be queued; the viewer then resumes at a keyframe.
+    lost: Arc<AtomicBool>,
+}
+
+/// A camera's feed: the fan-out point between its pipeline and its viewers.
+pub struct CameraFeed {
+    id: Arc<str>,
+    subscribers: ArcSwap<Vec<Arc<Subscriber>>>,
+    next_subscriber: AtomicU64,
+    keyframe_source: OnceLock<Arc<dyn KeyframeSource>>,
+    created: Instant,
+    /// Milliseconds since `created` of the last keyframe request sent upstream, plus one (0: never).
+    last_keyframe_request: AtomicU64,
+    metrics: CameraMetrics,
+}
+
+impl CameraFeed {
+    /// A feed with no viewers.
+    pub fn new(id: &str, metrics: CameraMetrics) -> Arc<CameraFeed> {
+        Arc::new(CameraFeed {
+            id: Arc::from(id),
+            subscribers: ArcSwap::from_pointee(Vec::new()),
+            next_subscriber: AtomicU64::new(0),
+            keyframe_source: OnceLock::new(),
+            created: Instant::now(),
+            last_keyframe_request: AtomicU64::new(0),
+            metrics,
+        })
+    }
+
+    /// The camera id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The camera's metric handles.
+    pub fn metrics(&self) -> &CameraMetrics {
+        &self.metrics
+    }
+
+    /// Connects the feed to what can produce keyframes (the camera's pipeline). Set once.
+    pub fn set_keyframe_source(&self, source: Arc<dyn KeyframeSource>) {
+        let _ = self.keyframe_source.set(source);
+    }
+
+    /// Number of viewers now.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.load().len()
+    }
+
+    /// Adds a viewer. Packets arrive on the returned subscription until it is dropped.
+    pub fn subscribe(self: &Arc<Self>) -> Subscription {
+        let (queue, receiver) = mpsc::channel(VIEWER_QUEUE_PACKETS);
+        let subscriber = Arc::new(Subscriber {
+            id: self.next_subscriber.fetch_add(1, Ordering::Relaxed),
+            queue,
+            lost: Arc::new(AtomicBool::new(false)),
+        });
+        let lost = subscriber.lost.clone();
+        let id = subscriber.id;
+        self.subscribers.rcu(|current| {
+            let mut next = Vec::with_capacity(current.len() + 1);
+            next.extend(current.iter().cloned());
+            next.push(subscriber.clone());
+            next
+        });
+        Subscription {
+            feed: self.clone(),
+            id,
+            receiver,
+            lost,
+        }
+    }
+
+    fn unsubscribe(&self, id: u64) {
+        self.subscribers.rcu(|current| {
+            current
+                .iter()
+                .filter(|s| s.id != id)
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+    }
+
+    /// Asks the camera for a keyframe, at most once per [`KEYFRAME_REQUEST_INTERVAL`].
+    pub fn request_keyframe(&self) {
+        let Some(source) = self.keyframe_source.get() else {
+            return;
+        };
+        let now = self.created.elapsed().as_millis() as u64 + 1;
+        let last = self.last_keyframe_request.load(Ordering::Relaxed);
+        let interval = KEYFRAME_REQUEST_INTERVAL.as_millis() as u64;
+        if last != 0 && now.saturating_sub(last) < interval {
+            return;
+        }
+        if self
+            .last_keyframe_request
+            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+        {
+            self.metrics.keyframe_requests.inc();
+            source.request_keyframe();
+        }
+    }
+
+    /// Takes one RTP packet from the camera and offers it to every viewer. Never blocks: a viewer
+    /// whose queue is full loses the packet and is marked to resume at the next keyframe.
+    pub fn publish(&self, data: Bytes) {
+        let Some(header) = RtpHeader::parse(&data) else {
+            return;
+        };
+        self.metrics.ingest_packets.inc();
+        self.metrics.ingest_bytes.inc_by(data.len() as u64);
+        let payload = &data[header.payload_offset..header.payload_offset + header.payload_len];
+        let packet = MediaPacket {
+            keyframe_start: h264::starts_keyframe(payload),
+            header,
+            arrived: Instant::now(),
+            data,
+        };
+        let subscribers = self.subscribers.load();
+        for subscriber in subscribers.iter() {
+            if subscriber.queue.try_send(packet.clone()).is_err() {
+                self.metrics.egress_dropped.inc();
+                subscriber.lost.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+impl PacketSink for CameraFeed {
+    fn on_packet(&self, packet: Bytes) {
+        self.publish(packet);
+    }
+}
+
+/// A viewer's subscription to a feed; dropping it leaves the feed.
+pub struct Subscription {
+    feed: Arc<CameraFeed>,
+    id: u64,
+    receiver: mpsc::Receiver<MediaPacket>,
+    lost: Arc<AtomicBool>,
+}
+
+impl Subscription {
+    /// The feed subscribed to.
+    pub fn feed(&self) -> &Arc<CameraFeed> {
+        &self.feed
+    }
+
+    /// The next packet (async); `None` never happens while the subscription lives.
+    pub async fn recv(&mut self) -> Option<MediaPacket> {
+        self.receiver.recv().await
+    }
+
+    /// The next packet if one is queued.
+    pub fn try_recv(&mut self) -> Option<MediaPacket> {
+        self.receiver.try_recv().ok()
+    }
+
+    /// True (once) if packets were dropped for this viewer since the last call.
+    pub fn take_lost(&self) -> bool {
+        self.lost.swap(false, Ordering::Relaxed)
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        self.feed.unsubscribe(self.id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::metrics::Metrics;
+    use std::sync::atomic::AtomicUsize;
+
+    fn rtp(seq: u16, payload: &[u8]) -> Bytes {
+        let mut p = vec![0x80, 96];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&[0, 0, 0, 1, 0, 0, 0, 7]);
+        p.extend_from_slice(payload);
+        Bytes::from(p)
+    }
+
+    fn feed() -> Arc<CameraFeed> {
+        CameraFeed::new("cam", Metrics::new().camera("cam"))
+    }
+
+    #[tokio::test]
+    async fn every_subscriber_gets_every_packet_in_order() {
+        let feed = feed();
+        let mut a = feed.subscribe();
+        let mut b = feed.subscribe();
+        for seq in 0..10 {
+            feed.publish(rtp(seq, &[0x41]));
+        }
+        for sub in [&mut a, &mut b] {
+            for seq in 0..10 {
+                assert_eq!(sub.recv().await.unwrap().header.sequence, seq);
+            }
+        }
+        assert_eq!(feed.metrics().ingest_packets.get(), 10);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_drops_for_that_viewer_only_and_marks_it() {
+        let feed = feed();
+        let mut slow = feed.subscribe();
+        let mut fast = feed.subscribe();
+        let total = VIEWER_QUEUE_PACKETS as u16 + 10;
+        for seq in 0..total {
+            feed.publish(rtp(seq, &[0x41]));
+            assert_eq!(fast.recv().await.unwrap().header.sequence, seq);
+        }
+        assert!(slow.take_lost());
+        assert!(!slow.take_lost(), "lost is reported once");
+        assert_eq!(feed.metrics().egress_dropped.get(), 10);
+        assert_eq!(slow.recv().await.unwrap().header.sequence, 0);
+    }
+
+    #[tokio::test]
+    async fn dropping_a_subscription_leaves_the_feed() {
+        let feed = feed();
+        let a = feed.subscribe();
+        let _b = feed.subscribe();
+        assert_eq!(feed.subscriber_count(), 2);
+        drop(a);
+        assert_eq!(feed.subscriber_count(), 1);
+    }
+
+    #[test]
+    fn marks_keyframes_and_ignores_non_rtp() {
+        let feed = feed();
+        let mut sub = feed.subscribe();
+        feed.publish(Bytes::from_static(b"not rtp"));
+        feed.publish(rtp(1, &[0x67, 0x42]));
+        feed.publish(rtp(2, &[0x41]));
+        assert!(sub.try_recv().unwrap().keyframe_start);
+        assert!(!sub.try_recv().unwrap().keyframe_start);
+        assert!(sub.try_recv().is_none());
+    }
+
+    struct CountingSource(AtomicUsize);
+    impl KeyframeSource for CountingSource {
+        fn request_keyframe(&self) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    #[test]
+    fn keyframe_requests_are_rate_limited() {
+        let feed = feed();
+        let source = Arc::new(CountingSource(AtomicUsize::new(0)));
+        feed.set_keyframe_source(source.clone());
+        for _ in 0..50 {
+            feed.request_keyframe();
+        }
+        assert_eq!(source.0.load(Ordering::Relaxed), 1);
+    }
+}

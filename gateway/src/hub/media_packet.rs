@@ -1,0 +1,30 @@
+//! The unit the hub forwards: one RTP packet as it came from the camera's pipeline, shared (not
+//! copied) by every viewer, with what the egress needs already parsed.
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::rtp_header::RtpHeader;
+
+/// One RTP packet from a camera, shared by all its viewers (`Clone` is a reference count).
+#[derive(Debug, Clone)]
+pub struct MediaPacket {
+    /// The whole RTP packet, as the pipeline produced it.
+    pub data: Bytes,
+    /// Its parsed header.
+    pub header: RtpHeader,
+    /// True when a decoder can start from this packet (SPS or IDR start).
+    pub keyframe_start: bool,
+    /// When the hub received it (for latency figures).
+    pub arrived: Instant,
+}
+
+impl MediaPacket {
+    /// The RTP payload (after header, CSRCs and extension; padding excluded).
+    pub fn payload(&self) -> Bytes {
+        self.data.slice(
+            self.header.payload_offset..self.header.payload_offset + self.header.payload_len,
+        )
+    }
+}

@@ -1,0 +1,19 @@
+//! Straja's gateway: configuration, the HTTPS API and WHEP signalling, the media hub, the WebRTC
+//! adapter and metrics. The daemon binary (`straja`) is a thin CLI over [`server`].
+//!
+//! Policy: a panic is a bug. Nothing a client, a camera or the network sends may panic the
+//! gateway; bad input gets a 4xx or a logged, metered recovery.
+
+#![deny(missing_docs)]
+
+pub mod cameras;
+pub mod config;
+pub mod gateway;
+pub mod http;
+pub mod hub;
+pub mod metrics;
+pub mod metrics_server;
+pub mod server;
+pub mod sessions;
+pub mod tls;
+pub mod webrtc;

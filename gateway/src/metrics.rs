@@ -1,0 +1,233 @@
+//! Prometheus metrics: one registry, the `straja_` families, and per-camera handles resolved once
+//! so the media path only increments atomics (no label lookup per packet).
+//!
+//! Labels are bounded: `camera` (ids from the config), `kind`, `route` (route templates), `code`.
+//! Never a session id, an address or a user.
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+/// The metric families of the gateway.
+pub struct Metrics {
+    registry: Registry,
+    /// `straja_camera_up{camera}`: 1 when the camera's pipeline is delivering packets.
+    pub camera_up: IntGaugeVec,
+    /// `straja_ingest_packets_total{camera}`.
+    pub ingest_packets: IntCounterVec,
+    /// `straja_ingest_bytes_total{camera}`.
+    pub ingest_bytes: IntCounterVec,
+    /// `straja_camera_reconnects_total{camera}`.
+    pub camera_reconnects: IntCounterVec,
+    /// `straja_webrtc_sessions{kind}`: sessions open now.
+    pub webrtc_sessions: IntGaugeVec,
+    /// `straja_egress_packets_total{camera}`: RTP packets sent to viewers.
+    pub egress_packets: IntCounterVec,
+    /// `straja_egress_bytes_total{camera}`: RTP payload and header bytes sent to viewers (before SRTP).
+    pub egress_bytes: IntCounterVec,
+    /// `straja_egress_dropped_packets_total{camera}`: packets a slow viewer's queue had no room for.
+    pub egress_dropped: IntCounterVec,
+    /// `straja_keyframe_requests_total{camera}`: keyframe requests sent upstream.
+    pub keyframe_requests: IntCounterVec,
+    /// `straja_http_requests_total{route,code}`.
+    pub http_requests: IntCounterVec,
+    /// `straja_whep_answer_seconds`: time from a WHEP offer's arrival to its answer.
+    pub whep_answer_seconds: Histogram,
+    /// `straja_webrtc_udp_unmatched_datagrams_total`: datagrams no session claimed.
+    pub udp_unmatched: IntCounter,
+}
+
+impl Metrics {
+    /// Creates and registers every family.
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let build_info = IntGaugeVec::new(
+            Opts::new("straja_build_info", "Build information; always 1."),
+            &["version"],
+        )
+        .expect("valid metric");
+        build_info
+            .with_label_values(&[env!("CARGO_PKG_VERSION")])
+            .set(1);
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric")
+        };
+        let metrics = Metrics {
+            camera_up: IntGaugeVec::new(
+                Opts::new(
+                    "straja_camera_up",
+                    "1 when the camera's ingest pipeline is playing, else 0.",
+                ),
+                &["camera"],
+            )
+            .expect("valid metric"),
+            ingest_packets: counter(
+                "straja_ingest_packets_total",
+                "RTP packets received from the camera's pipeline.",
+                &["camera"],
+            ),
+            ingest_bytes: counter(
+                "straja_ingest_bytes_total",
+                "RTP bytes received from the camera's pipeline.",
+                &["camera"],
+            ),
+            camera_reconnects: counter(
+                "straja_camera_reconnects_total",
+                "Times the camera's pipeline was rebuilt after a failure.",
+                &["camera"],
+            ),
+            webrtc_sessions: IntGaugeVec::new(
+                Opts::new("straja_webrtc_sessions", "WebRTC sessions open now."),
+                &["kind"],
+            )
+            .expect("valid metric"),
+            egress_packets: counter(
+                "straja_egress_packets_total",
+                "RTP packets sent to viewers.",
+                &["camera"],
+            ),
+            egress_bytes: counter(
+                "straja_egress_bytes_total",
+                "RTP bytes sent to viewers, before SRTP.",
+                &["camera"],
+            ),
+            egress_dropped: counter(
+                "straja_egress_dropped_packets_total",
+                "RTP packets dropped because a viewer's queue was full.",
+                &["camera"],
+            ),
+            keyframe_requests: counter(
+                "straja_keyframe_requests_total",
+                "Keyframe requests sent to the camera's pipeline.",
+                &["camera"],
+            ),
+            http_requests: counter(
+                "straja_http_requests_total",
+                "HTTP requests served, by route template and status code.",
+                &["route", "code"],
+            ),
+            whep_answer_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "straja_whep_answer_seconds",
+                    "Time from a WHEP offer's arrival to its SDP answer.",
+                )
+                .buckets(vec![
+                    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                ]),
+            )
+            .expect("valid metric"),
+            udp_unmatched: IntCounter::new(
+                "straja_webrtc_udp_unmatched_datagrams_total",
+                "UDP datagrams on the media port that no session claimed.",
+            )
+            .expect("valid metric"),
+            registry,
+        };
+        let families: [Box<dyn prometheus::core::Collector>; 13] = [
+            Box::new(build_info),
+            Box::new(metrics.camera_up.clone()),
+            Box::new(metrics.ingest_packets.clone()),
+            Box::new(metrics.ingest_bytes.clone()),
+            Box::new(metrics.camera_reconnects.clone()),
+            Box::new(metrics.webrtc_sessions.clone()),
+            Box::new(metrics.egress_packets.clone()),
+            Box::new(metrics.egress_bytes.clone()),
+            Box::new(metrics.egress_dropped.clone()),
+            Box::new(metrics.keyframe_requests.clone()),
+            Box::new(metrics.http_requests.clone()),
+            Box::new(metrics.whep_answer_seconds.clone()),
+            Box::new(metrics.udp_unmatched.clone()),
+        ];
+        for family in families {
+            metrics
+                .registry
+                .register(family)
+                .expect("metric names are unique");
+        }
+        // Sessions of every kind are exported from the start, at 0.
+        metrics.webrtc_sessions.with_label_values(&["whep"]).set(0);
+        metrics
+    }
+
+    /// Handles for one camera's series, created (at 0) so the camera is visible before traffic.
+    pub fn camera(&self, camera: &str) -> CameraMetrics {
+        let l = &[camera];
+        CameraMetrics {
+            up: self.camera_up.with_label_values(l),
+            ingest_packets: self.ingest_packets.with_label_values(l),
+            ingest_bytes: self.ingest_bytes.with_label_values(l),
+            reconnects: self.camera_reconnects.with_label_values(l),
+            egress_packets: self.egress_packets.with_label_values(l),
+            egress_bytes: self.egress_bytes.with_label_values(l),
+            egress_dropped: self.egress_dropped.with_label_values(l),
+            keyframe_requests: self.keyframe_requests.with_label_values(l),
+        }
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding to a Vec cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// One camera's series, resolved once.
+#[derive(Clone)]
+pub struct CameraMetrics {
+    /// `straja_camera_up{camera}`.
+    pub up: IntGauge,
+    /// `straja_ingest_packets_total{camera}`.
+    pub ingest_packets: IntCounter,
+    /// `straja_ingest_bytes_total{camera}`.
+    pub ingest_bytes: IntCounter,
+    /// `straja_camera_reconnects_total{camera}`.
+    pub reconnects: IntCounter,
+    /// `straja_egress_packets_total{camera}`.
+    pub egress_packets: IntCounter,
+    /// `straja_egress_bytes_total{camera}`.
+    pub egress_bytes: IntCounter,
+    /// `straja_egress_dropped_packets_total{camera}`.
+    pub egress_dropped: IntCounter,
+    /// `straja_keyframe_requests_total{camera}`.
+    pub keyframe_requests: IntCounter,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_required_family_is_exported_before_traffic() {
+        let metrics = Metrics::new();
+        let _ = metrics.camera("north-gate");
+        metrics.whep_answer_seconds.observe(0.01);
+        metrics
+            .http_requests
+            .with_label_values(&["/healthz", "200"])
+            .inc();
+        let text = metrics.render();
+        for family in [
+            "straja_build_info",
+            "straja_camera_up{camera=\"north-gate\"}",
+            "straja_ingest_packets_total{camera=\"north-gate\"}",
+            "straja_ingest_bytes_total",
+            "straja_webrtc_sessions{kind=\"whep\"}",
+            "straja_egress_packets_total",
+            "straja_egress_bytes_total",
+            "straja_http_requests_total",
+            "straja_whep_answer_seconds_bucket",
+        ] {
+            assert!(text.contains(family), "{family} missing:\n{text}");
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! Starting and stopping the daemon: pipelines, media port, HTTPS API and metrics listener, in an
+//! order where a failure says what could not start; and a graceful stop that closes sessions and
+//! sets every pipeline to NULL.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum_server::Handle;
+use axum_server::tls_rustls::RustlsConfig;
+use tokio::task::JoinHandle;
+
+use crate::cameras::{Camera, STATE_EXPORT_INTERVAL};
+use crate::config::Config;
+use crate::gateway::Gateway;
+use crate::metrics::Metrics;
+use crate::metrics_server::MetricsServer;
+use crate::sessions::Sessions;
+use crate::webrtc::WebrtcEngine;
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// GStreamer could not be initialised.
+    #[error("GStreamer: {0}")]
+    Pipelines(#[from] straja_pipelines::PipelineError),
+    /// The state directory could not be created.
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        /// The directory.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TLS material is missing or unusable.
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::tls::TlsError),
+    /// A listener could not be bound.
+    #[error("{0}")]
+    Bind(#[from] std::io::Error),
+}
+
+/// A started gateway.
+pub struct RunningGateway {
+    /// The HTTPS listener's address.
+    pub https_addr: SocketAddr,
+    /// The metrics listener's address.
+    pub metrics_addr: SocketAddr,
+    /// The media port's addresses.
+    pub media_addrs: Vec<SocketAddr>,
+    gateway: Arc<Gateway>,
+    https: Handle<SocketAddr>,
+    https_task: JoinHandle<()>,
+    metrics_server: MetricsServer,
+    exporter: JoinHandle<()>,
+}
+
+/// Starts everything; returns once the listeners are bound (cameras may still be connecting).
+pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
+    straja_pipelines::init()?;
+    std::fs::create_dir_all(&config.state_dir).map_err(|source| StartError::StateDir {
+        path: config.state_dir.display().to_string(),
+        source,
+    })?;
+    let tls = crate::tls::server_config(
+        config.http.tls_cert.as_deref(),
+        config.http.tls_key.as_deref(),
+        &config.state_dir,
+        config.http.listen.ip(),
+    )?;
+    let metrics = Arc::new(Metrics::new());
+    let webrtc = WebrtcEngine::bind(&config.webrtc, metrics.udp_unmatched.clone()).await?;
+    let media_addrs = webrtc.local_addrs();
+
+    let https_listener = std::net::TcpListener::bind(config.http.listen).map_err(|e| {
+        std::io::Error::new(
+            e.kind(),
+            format!("cannot bind HTTPS listener {}: {e}", config.http.listen),
+        )
+    })?;
+    https_listener.set_nonblocking(true)?;
+    let https_addr = https_listener.local_addr()?;
+    let metrics_server = MetricsServer::start(config.metrics.listen, metrics.clone()).await?;
+
+    let cameras: Vec<Camera> = config
+        .cameras
+        .iter()
+        .map(|c| Camera::start(c, &metrics))
+        .collect();
+    let gateway = Arc::new(Gateway {
+        config,
+        cameras,
+        sessions: Sessions::default(),
+        webrtc,
+        metrics,
+    });
+
+    let https = Handle::new();
+    let app = crate::http::router(gateway.clone());
+    let server = axum_server::from_tcp_rustls(https_listener, RustlsConfig::from_config(tls))?
+        .handle(https.clone());
+    let https_task = tokio::spawn(async move {
+        if let Err(e) = server.serve(app.into_make_service()).await {
+            tracing::error!(error = %e, "HTTPS listener failed");
+        }
+    });
+
+    let exporter = {
+        let gateway = Arc::downgrade(&gateway);
+        tokio::spawn(async move {
+            let mut reported = Vec::new();
+            let mut tick = tokio::time::interval(STATE_EXPORT_INTERVAL);
+            loop {
+                tick.tick().await;
+                let Some(gateway) = gateway.upgrade() else { return };
+                reported.resize(gateway.cameras.len(), 0);
+                for (camera, reported) in gateway.cameras.iter().zip(reported.iter_mut()) {
+                    camera.export_metrics(reported);
+                }
+            }
+        })
+    };
+
+    tracing::info!(
+        https = %https_addr,
+        metrics = %metrics_server.addr,
+        media = ?media_addrs,
+        cameras = gateway.cameras.len(),
+        "straja is serving"
+    );
+    Ok(RunningGateway {
+        https_addr,
+        metrics_addr: metrics_server.addr,
+        media_addrs,
+        gateway,
+        https,
+        https_task,
+        metrics_server,
+        exporter,
+    })
+}
+
+impl RunningGateway {
+    /// The shared state (for tests and the CLI).
+    pub fn gateway(&self) -> &Arc<Gateway> {
+        &self.gateway
+    }
+
+    /// Stops accepting, closes every session, stops the pipelines (NULL state) and the listeners.
+    pub async fn shutdown(self) {
+        tracing::info!("shutting down");
+        self.https.graceful_shutdown(Some(Duration::from_secs(2)));
+        self.gateway.sessions.close_all();
+        self.gateway.export_session_count();
+        let _ = tokio::time::timeout(Duration::from_secs(3), self.https_task).await;
+        self.metrics_server.stop().await;
+        self.exporter.abort();
+        let gateway = self.gateway.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            for camera in &gateway.cameras {
+                camera.stop();
+            }
+        })
+        .await;
+        // Give the session tasks a moment to send DTLS close_notify before the runtime ends.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Runs the daemon until `shutdown` completes.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), StartError> {
+    let running = start(config).await?;
+    shutdown.await;
+    running.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,121 @@
+//! The registry of open viewer sessions, by session id: what `DELETE /api/v1/sessions/{sid}` and
+//! shutdown use to end them. Session ids are 128-bit random, unguessable; they never appear in
+//! metric labels.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use rand::RngCore;
+use tokio::sync::oneshot;
+
+/// Most sessions open at once; more are refused with 503 (capacity, not the client's fault).
+pub const MAX_SESSIONS: usize = 1024;
+
+struct Entry {
+    camera: String,
+    close: oneshot::Sender<()>,
+}
+
+/// Open sessions.
+#[derive(Default)]
+pub struct Sessions {
+    entries: Mutex<HashMap<String, Entry>>,
+}
+
+/// A fresh session id: 32 hex characters from the OS-seeded CSPRNG.
+pub fn new_session_id() -> String {
+    let mut bytes = [0u8; 16];
+    rand::rng().fill_bytes(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Sessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
+        self.entries.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records a running session; `false` (and the session is closed) when full.
+    pub fn insert(&self, id: String, camera: &str, close: oneshot::Sender<()>) -> bool {
+        let mut entries = self.lock();
+        if entries.len() >= MAX_SESSIONS {
+            let _ = close.send(());
+            return false;
+        }
+        entries.insert(
+            id,
+            Entry {
+                camera: camera.to_owned(),
+                close,
+            },
+        );
+        true
+    }
+
+    /// True when another session can be opened now.
+    pub fn has_room(&self) -> bool {
+        self.lock().len() < MAX_SESSIONS
+    }
+
+    /// Ends a session; `false` when there is no such session.
+    pub fn close(&self, id: &str) -> bool {
+        match self.lock().remove(id) {
+            Some(entry) => {
+                let _ = entry.close.send(());
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Forgets a session that ended by itself.
+    pub fn remove(&self, id: &str) {
+        self.lock().remove(id);
+    }
+
+    /// Ends every session.
+    pub fn close_all(&self) {
+        for (_, entry) in self.lock().drain() {
+            let _ = entry.close.send(());
+        }
+    }
+
+    /// Sessions open now.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// True when no session is open.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+
+    /// Sessions open now on `camera`.
+    pub fn count_for(&self, camera: &str) -> usize {
+        self.lock().values().filter(|e| e.camera == camera).count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_unique_hex() {
+        let a = new_session_id();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, new_session_id());
+    }
+
+    #[test]
+    fn close_fires_the_session_and_forgets_it() {
+        let sessions = Sessions::default();
+        let (tx, mut rx) = oneshot::channel();
+        assert!(sessions.insert("s1".into(), "cam", tx));
+        assert_eq!(sessions.count_for("cam"), 1);
+        assert!(sessions.close("s1"));
+        assert!(rx.try_recv().is_ok());
+        assert!(!sessions.close("s1"));
+        assert!(sessions.is_empty());
+    }
+}

@@ -1,0 +1,209 @@
+//! The media port: every WebRTC session shares one UDP port (one socket per announced local
+//! address). Datagrams are routed to sessions by (local, remote) address; an address seen for the
+//! first time is claimed by the session whose ICE ufrag its STUN Binding request names.
+//!
+//! Inbound traffic of a WHEP server is small (STUN, DTLS, RTCP from viewers), so the routing table
+//! is a plain mutex; the outbound media path never touches it.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use bytes::BytesMut;
+use prometheus::IntCounter;
+use rtc::shared::{TaggedBytesMut, TransportContext, TransportProtocol};
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::stun_username;
+
+/// Datagrams queued for one session before the transport drops for it.
+pub const SESSION_INBOX_DATAGRAMS: usize = 256;
+/// Largest datagram read (anything longer is truncated by the kernel and then rejected by DTLS/SRTP).
+const MAX_DATAGRAM: usize = 2048;
+/// Most remote addresses one session may claim (a browser may check from a few candidates).
+const MAX_ADDRESSES_PER_SESSION: usize = 8;
+
+/// Where datagrams for one session go.
+#[derive(Clone)]
+pub struct SessionRoute {
+    key: u64,
+    inbox: mpsc::Sender<TaggedBytesMut>,
+}
+
+#[derive(Default)]
+struct Routes {
+    by_ufrag: HashMap<String, SessionRoute>,
+    by_addr: HashMap<(SocketAddr, SocketAddr), SessionRoute>,
+}
+
+/// The shared UDP sockets and the table routing datagrams to sessions.
+pub struct UdpTransport {
+    sockets: Vec<Arc<UdpSocket>>,
+    routes: Mutex<Routes>,
+    unmatched: IntCounter,
+}
+
+impl UdpTransport {
+    /// Binds `listen`; a wildcard address binds its port on every interface address of its family.
+    pub async fn bind(listen: SocketAddr, unmatched: IntCounter) -> io::Result<Arc<UdpTransport>> {
+        let addresses = if listen.ip().is_unspecified() {
+            interface_addresses(listen)?
+        } else {
+            vec![listen]
+        };
+        let mut sockets = Vec::with_capacity(addresses.len());
+        for address in addresses {
+            let socket = UdpSocket::bind(address).await.map_err(|e| {
+                io::Error::new(e.kind(), format!("cannot bind UDP {address}: {e}"))
+            })?;
+            sockets.push(Arc::new(socket));
+        }
+        Ok(Arc::new(UdpTransport {
+            sockets,
+            routes: Mutex::new(Routes::default()),
+            unmatched,
+        }))
+    }
+
+    /// The bound local addresses (one per socket).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .collect()
+    }
+
+    /// Routes datagrams whose STUN username starts with `ufrag` to `inbox`, under `key`.
+    pub fn register(&self, key: u64, ufrag: String, inbox: mpsc::Sender<TaggedBytesMut>) {
+        self.lock_routes()
+            .by_ufrag
+            .insert(ufrag, SessionRoute { key, inbox });
+    }
+
+    /// Forgets every route of session `key`.
+    pub fn unregister(&self, key: u64) {
+        let mut routes = self.lock_routes();
+        routes.by_ufrag.retain(|_, r| r.key != key);
+        routes.by_addr.retain(|_, r| r.key != key);
+    }
+
+    /// Sends one datagram from the socket bound to `local` (falls back to the first socket).
+    pub async fn send(&self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
+        let socket = self
+            .sockets
+            .iter()
+            .find(|s| s.local_addr().is_ok_and(|a| a == local))
+            .or_else(|| self.sockets.first());
+        if let Some(socket) = socket
+            && let Err(e) = socket.send_to(data, remote).await
+        {
+            tracing::debug!(error = %e, "UDP send failed");
+        }
+    }
+
+    /// Starts one receive task per socket; they end when `self` has no other owner left... or on
+    /// abort. Returns their handles so the server can stop them.
+    pub fn spawn_receivers(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
+        self.sockets
+            .iter()
+            .map(|socket| {
+                let transport = Arc::downgrade(self);
+                let socket = socket.clone();
+                tokio::spawn(async move {
+                    let Ok(local) = socket.local_addr() else {
+                        return;
+                    };
+                    let mut buffer = BytesMut::with_capacity(64 * MAX_DATAGRAM);
+                    loop {
+                        if buffer.capacity() < MAX_DATAGRAM {
+                            buffer.reserve(64 * MAX_DATAGRAM);
+                        }
+                        let remote = match socket.recv_buf_from(&mut buffer).await {
+                            Ok((_, remote)) => remote,
+                            Err(e) => {
+                                // ICMP port unreachable and similar surface here on Linux: not fatal.
+                                tracing::trace!(error = %e, "UDP receive error");
+                                continue;
+                            }
+                        };
+                        let datagram = buffer.split();
+                        let Some(transport) = transport.upgrade() else {
+                            return;
+                        };
+                        transport.route(local, remote, datagram);
+                    }
+                })
+            })
+            .collect()
+    }
+
+    fn route(&self, local: SocketAddr, remote: SocketAddr, datagram: BytesMut) {
+        let route = {
+            let mut routes = self.lock_routes();
+            match routes.by_addr.get(&(local, remote)) {
+                Some(route) => Some(route.clone()),
+                None => {
+                    let claimed = stun_username::local_ufrag(&datagram)
+                        .and_then(|ufrag| routes.by_ufrag.get(ufrag).cloned());
+                    if let Some(route) = &claimed {
+                        let claimed_addresses =
+                            routes.by_addr.values().filter(|r| r.key == route.key).count();
+                        if claimed_addresses < MAX_ADDRESSES_PER_SESSION {
+                            routes.by_addr.insert((local, remote), route.clone());
+                        }
+                    }
+                    claimed
+                }
+            }
+        };
+        let Some(route) = route else {
+            self.unmatched.inc();
+            return;
+        };
+        let tagged = TaggedBytesMut {
+            now: Instant::now(),
+            transport: TransportContext {
+                local_addr: local,
+                peer_addr: remote,
+                ecn: None,
+                transport_protocol: TransportProtocol::UDP,
+            },
+            message: datagram,
+        };
+        // A session that cannot keep up loses inbound datagrams; STUN and RTCP are resent.
+        let _ = route.inbox.try_send(tagged);
+    }
+
+    fn lock_routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        // The table stays consistent even if a holder panicked: every update is a single insert/retain.
+        self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The interface addresses of `listen`'s family, with `listen`'s port (link-local IPv6 excluded:
+/// it needs a scope id browsers do not get in a candidate).
+fn interface_addresses(listen: SocketAddr) -> io::Result<Vec<SocketAddr>> {
+    let mut addresses: Vec<SocketAddr> = if_addrs::get_if_addrs()?
+        .into_iter()
+        .map(|interface| interface.ip())
+        .filter(|ip| ip.is_ipv4() == listen.is_ipv4())
+        .filter(|ip| match ip {
+            IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+            IpAddr::V4(_) => true,
+        })
+        .map(|ip| SocketAddr::new(ip, listen.port()))
+        .collect();
+    addresses.sort();
+    addresses.dedup();
+    if addresses.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::AddrNotAvailable,
+            format!("no interface address to bind for {listen}"),
+        ));
+    }
+    Ok(addresses)
+}

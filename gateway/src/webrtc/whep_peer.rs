@@ -1,0 +1,356 @@
+//! Builds a viewer's peer connection from a WHEP offer: ICE-lite on the shared media port, DTLS-SRTP
+//! with AES-GCM preferred, one send-only H.264 track, and the SDP answer.
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+use rtc::ice::mdns::MulticastDnsMode;
+use rtc::interceptor::{Registry, Slot};
+use rtc::media_stream::MediaStreamTrack;
+use rtc::peer_connection::RTCPeerConnection;
+use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MediaEngine};
+use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::peer_connection::transport::{
+    CandidateConfig, CandidateHostConfig, CandidateServerReflexiveConfig, RTCIceCandidate,
+    RTCIceCandidateInit,
+};
+use rtc::rtp_transceiver::RTCRtpSenderId;
+use rtc::rtp_transceiver::rtp_sender::{
+    RTCPFeedback, RTCRtpCodec, RTCRtpCodecParameters, RTCRtpCodingParameters,
+    RTCRtpEncodingParameters, RtpCodecKind,
+};
+
+use super::keyframe_feedback::KeyframeFeedback;
+
+/// Why an offer was refused: the client's mistake, reported as 400 with this text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OfferError {
+    /// The body is not an SDP offer at all.
+    #[error("malformed SDP: {0}")]
+    Malformed(String),
+    /// The SDP parses but cannot be answered.
+    #[error("unacceptable SDP offer: {0}")]
+    Unacceptable(String),
+}
+
+/// A failure on our side while answering (reported as 500).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot set up the peer connection: {0}")]
+pub struct PeerSetupError(String);
+
+/// What negotiation produced: the connection, its answer, and how to address its media.
+pub struct Negotiated {
+    /// The viewer's peer connection, ready to be driven.
+    pub peer: RTCPeerConnection,
+    /// The SDP answer for the viewer.
+    pub answer_sdp: String,
+    /// The local ICE username fragment (routes the viewer's datagrams to this session).
+    pub ice_ufrag: String,
+    /// The video sender.
+    pub sender: RTCRtpSenderId,
+    /// The SSRC the viewer expects.
+    pub ssrc: u32,
+    /// The H.264 payload type the viewer chose.
+    pub payload_type: u8,
+}
+
+/// Largest offer accepted (bytes); WHEP's HTTP layer enforces the same bound on the body.
+pub const MAX_OFFER_BYTES: usize = 64 * 1024;
+
+/// H.264 profiles offered to viewers (packetization-mode 1: the pipelines send FU-A/STAP-A).
+const H264_PROFILES: [(&str, u8); 4] = [
+    ("42e01f", 102),
+    ("42001f", 104),
+    ("4d001f", 106),
+    ("64001f", 108),
+];
+
+fn random_token(len: usize) -> String {
+    rand::rng()
+        .sample_iter(Alphanumeric)
+        .take(len)
+        .map(char::from)
+        .collect()
+}
+
+fn h264_codec(profile: &str) -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_H264.to_owned(),
+        clock_rate: 90000,
+        channels: 0,
+        sdp_fmtp_line: format!(
+            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id={profile}"
+        ),
+        rtcp_feedback: vec![
+            RTCPFeedback {
+                typ: "ccm".into(),
+                parameter: "fir".into(),
+            },
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: String::new(),
+            },
+            RTCPFeedback {
+                typ: "nack".into(),
+                parameter: "pli".into(),
+            },
+        ],
+    }
+}
+
+/// Checks what can be checked cheaply before any WebRTC state is built.
+fn precheck(offer: &str) -> Result<(), OfferError> {
+    if offer.trim().is_empty() {
+        return Err(OfferError::Malformed("the body is empty".into()));
+    }
+    if offer.len() > MAX_OFFER_BYTES {
+        return Err(OfferError::Malformed(format!(
+            "offer is {} bytes; at most {MAX_OFFER_BYTES}",
+            offer.len()
+        )));
+    }
+    if !offer.trim_start().starts_with("v=0") {
+        return Err(OfferError::Malformed(
+            "an SDP description starts with \"v=0\"".into(),
+        ));
+    }
+    let has_video = offer.lines().any(|l| l.starts_with("m=video"));
+    if !has_video {
+        return Err(OfferError::Unacceptable(
+            "the offer has no video media section to receive the camera on".into(),
+        ));
+    }
+    let has_h264 = offer
+        .lines()
+        .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_uppercase().contains(" H264/90000"));
+    if !has_h264 {
+        return Err(OfferError::Unacceptable(
+            "the offer has no H.264 codec; this camera sends H.264".into(),
+        ));
+    }
+    let video_section = offer
+        .split("m=")
+        .find(|section| section.starts_with("video"))
+        .unwrap_or_default();
+    if video_section
+        .lines()
+        .any(|l| l.trim() == "a=sendonly" || l.trim() == "a=inactive")
+    {
+        return Err(OfferError::Unacceptable(
+            "the offer's video section does not receive (it must be recvonly or sendrecv)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Negotiates a viewer's session from its offer. `local_addrs` are the media sockets' addresses;
+/// `public_ips` are announced (server-reflexive, based on the first socket) when behind 1:1 NAT.
+pub fn negotiate(
+    offer_sdp: &str,
+    local_addrs: &[SocketAddr],
+    public_ips: &[IpAddr],
+) -> Result<Result<Negotiated, OfferError>, PeerSetupError> {
+    if let Err(e) = precheck(offer_sdp) {
+        return Ok(Err(e));
+    }
+    let offer = match RTCSessionDescription::offer(offer_sdp.to_owned()) {
+        Ok(offer) => offer,
+        Err(e) => return Ok(Err(OfferError::Malformed(e.to_string()))),
+    };
+    let setup = |e: rtc::shared::error::Error| PeerSetupError(e.to_string());
+
+    let mut media_engine = MediaEngine::default();
+    for (profile, payload_type) in H264_PROFILES {
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: h264_codec(profile),
+                    payload_type,
+                    ..Default::default()
+                },
+                RtpCodecKind::Video,
+            )
+            .map_err(setup)?;
+    }
+    let registry = Registry::new().with(Slot::from(14_000), KeyframeFeedback::default());
+    let registry = register_default_interceptors(registry, &mut media_engine).map_err(setup)?;
+
+    let ice_ufrag = random_token(16);
+    let settings = SettingEngineBuilder::new()
+        .with_lite(true)
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_ice_credentials(ice_ufrag.clone(), random_token(32))
+        .with_srtp_protection_profiles(vec![
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+        ])
+        .build();
+    let now = Instant::now();
+    let mut peer = RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings)
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .build(now)
+        .map_err(setup)?;
+
+    if let Err(e) = peer.set_remote_description(now, offer) {
+        return Ok(Err(OfferError::Unacceptable(e.to_string())));
+    }
+
+    let ssrc = rand::random::<u32>();
+    let stream_id = random_token(12);
+    let track = MediaStreamTrack::new(
+        stream_id.clone(),
+        format!("{stream_id}-video"),
+        "camera".into(),
+        RtpCodecKind::Video,
+        vec![RTCRtpEncodingParameters {
+            rtp_coding_parameters: RTCRtpCodingParameters {
+                ssrc: Some(ssrc),
+                ..Default::default()
+            },
+            codec: h264_codec(H264_PROFILES[0].0),
+            ..Default::default()
+        }],
+    );
+    let sender = match peer.add_track(track) {
+        Ok(sender) => sender,
+        Err(e) => return Ok(Err(OfferError::Unacceptable(e.to_string()))),
+    };
+
+    for candidate in candidates(local_addrs, public_ips).map_err(setup)? {
+        peer.add_local_candidate(candidate).map_err(setup)?;
+    }
+    peer.add_local_candidate(RTCIceCandidateInit::default())
+        .map_err(setup)?;
+
+    let answer = match peer.create_answer(None) {
+        Ok(answer) => answer,
+        Err(e) => return Ok(Err(OfferError::Unacceptable(e.to_string()))),
+    };
+    if let Err(e) = peer.set_local_description(Instant::now(), answer) {
+        return Ok(Err(OfferError::Unacceptable(e.to_string())));
+    }
+    let answer_sdp = peer
+        .local_description()
+        .map(|d| d.sdp)
+        .ok_or_else(|| PeerSetupError("no local description after answering".into()))?;
+
+    let payload_type = peer
+        .rtp_sender(sender)
+        .and_then(|mut s| {
+            s.get_parameters()
+                .rtp_parameters
+                .codecs
+                .iter()
+                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_H264))
+                .map(|c| c.payload_type)
+        })
+        .ok_or(())
+        .or_else(|()| {
+            Err(OfferError::Unacceptable(
+                "no H.264 profile in the offer matches one this gateway sends (packetization-mode=1)"
+                    .into(),
+            ))
+        });
+    let payload_type = match payload_type {
+        Ok(pt) => pt,
+        Err(e) => return Ok(Err(e)),
+    };
+    Ok(Ok(Negotiated {
+        peer,
+        answer_sdp,
+        ice_ufrag,
+        sender,
+        ssrc,
+        payload_type,
+    }))
+}
+
+fn candidates(
+    local_addrs: &[SocketAddr],
+    public_ips: &[IpAddr],
+) -> Result<Vec<RTCIceCandidateInit>, rtc::shared::error::Error> {
+    let mut out = Vec::new();
+    for addr in local_addrs {
+        let host = CandidateHostConfig {
+            base_config: CandidateConfig {
+                network: "udp".to_owned(),
+                address: addr.ip().to_string(),
+                port: addr.port(),
+                component: 1,
+                ..Default::default()
+            },
+            ..Default::default()
+        }
+        .new_candidate_host()?;
+        out.push(RTCIceCandidate::from(&host).to_json()?);
+    }
+    if let Some(base) = local_addrs.first() {
+        for ip in public_ips {
+            let reflexive = CandidateServerReflexiveConfig {
+                base_config: CandidateConfig {
+                    network: "udp".to_owned(),
+                    address: ip.to_string(),
+                    port: base.port(),
+                    component: 1,
+                    ..Default::default()
+                },
+                rel_addr: base.ip().to_string(),
+                rel_port: base.port(),
+                url: None,
+            }
+            .new_candidate_server_reflexive()?;
+            out.push(RTCIceCandidate::from(&reflexive).to_json()?);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_and_non_sdp_bodies_are_malformed() {
+        for body in ["", "   \r\n", "hello", "{\"sdp\":1}"] {
+            match precheck(body) {
+                Err(OfferError::Malformed(_)) => {}
+                other => panic!("{body:?}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn offers_without_h264_video_are_unacceptable() {
+        let audio_only = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
+        assert!(matches!(
+            precheck(audio_only),
+            Err(OfferError::Unacceptable(_))
+        ));
+        let vp8_only = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n";
+        let err = precheck(vp8_only).unwrap_err().to_string();
+        assert!(err.contains("H.264"), "{err}");
+    }
+
+    #[test]
+    fn garbage_after_v0_is_rejected_not_panicked_on() {
+        let local = ["127.0.0.1:8189".parse().unwrap()];
+        for body in [
+            "v=0\r\nm=video\r\na=rtpmap:96 H264/90000\r\n",
+            "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\nzzz\r\n",
+        ] {
+            let result = negotiate(body, &local, &[]).expect("no setup failure");
+            assert!(result.is_err(), "{body:?} was accepted");
+        }
+    }
+}

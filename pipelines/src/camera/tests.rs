@@ -1,0 +1,374 @@
+//! Camera pipelines with real GStreamer. Small frames (320×240) keep x264 cheap; every wait
+//! is bounded.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::test_support::{
+    Collector, NAL_IDR, NAL_SPS, drain, parse_rtp_h264, receive_until, wait_until,
+};
+
+fn source(s: &str) -> CameraSource {
+    CameraSource::parse(s).expect("valid source")
+}
+
+fn options(stall_timeout_ms: u64) -> CameraOptions {
+    CameraOptions {
+        stall_timeout: Duration::from_millis(stall_timeout_ms),
+    }
+}
+
+/// Receives until an IDR preceded by an SPS arrives, checking every packet on the way
+/// (RTP version 2, payload type 96, at most 1200 bytes). Returns the IDR's RTP timestamp.
+fn expect_idr_after_sps(rx: &std::sync::mpsc::Receiver<bytes::Bytes>, timeout: Duration) -> u32 {
+    let mut packets = 0;
+    let mut sps_seen = false;
+    let mut idr_timestamp = 0;
+    let found = receive_until(rx, timeout, |packet| {
+        packets += 1;
+        assert!(packet.len() <= 1200, "packet of {} bytes", packet.len());
+        let rtp = parse_rtp_h264(packet).expect("an RTP packet with an H.264 payload");
+        assert_eq!(rtp.version, 2);
+        assert_eq!(rtp.payload_type, 96);
+        sps_seen |= rtp.has(NAL_SPS);
+        idr_timestamp = rtp.timestamp;
+        rtp.has(NAL_IDR) && sps_seen
+    });
+    assert!(
+        found,
+        "no IDR after an SPS within {timeout:?} ({packets} packets)"
+    );
+    idr_timestamp
+}
+
+#[test]
+fn camera_pipeline_is_send_and_sync() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<CameraPipeline>();
+}
+
+#[test]
+fn an_id_with_a_nul_byte_is_rejected() {
+    let (sink, _rx) = Collector::new();
+    let result = CameraPipeline::start(
+        "a\0b",
+        source("test://ball"),
+        sink,
+        CameraOptions::default(),
+    );
+    assert!(matches!(result, Err(PipelineError::InvalidId)));
+}
+
+#[test]
+fn test_source_delivers_h264_rtp_with_sps_before_idr() {
+    let (sink, rx) = Collector::new();
+    let started = Instant::now();
+    let camera = CameraPipeline::start(
+        "pattern",
+        source("test://ball?width=320&height=240"),
+        sink,
+        CameraOptions::default(),
+    )
+    .expect("camera starts");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "start must not wait for video"
+    );
+    let first = rx
+        .recv_timeout(Duration::from_secs(5))
+        .expect("a first packet");
+    eprintln!("test source: first packet after {:?}", started.elapsed());
+    assert!(first.len() <= 1200);
+    expect_idr_after_sps(&rx, Duration::from_secs(5));
+    // 30 fps, one GOP a second: keyframes keep coming.
+    expect_idr_after_sps(&rx, Duration::from_secs(3));
+    assert!(wait_until(Duration::from_secs(2), || camera.state()
+        == CameraState::Playing));
+    assert_eq!(camera.reconnects(), 0);
+    assert_eq!(camera.last_error(), None);
+    camera.stop();
+    assert_eq!(camera.state(), CameraState::Stopped);
+}
+
+#[test]
+fn request_keyframe_produces_an_idr_long_before_the_gop_would() {
+    // gop=300 at 30 fps: the natural keyframes come at 0 s and 10 s.
+    let (sink, rx) = Collector::new();
+    let camera = CameraPipeline::start(
+        "long-gop",
+        source("test://ball?width=320&height=240&gop=300"),
+        sink,
+        CameraOptions::default(),
+    )
+    .expect("camera starts");
+    let first_idr = expect_idr_after_sps(&rx, Duration::from_secs(5));
+    assert!(wait_until(Duration::from_secs(2), || camera.state()
+        == CameraState::Playing));
+    // Control: no keyframe comes by itself in the next half second (x264's sliced threads
+    // split one IDR frame into several IDR NALs: only another frame's IDR counts).
+    let natural = receive_until(&rx, Duration::from_millis(500), |p| {
+        parse_rtp_h264(p).is_some_and(|rtp| rtp.has(NAL_IDR) && rtp.timestamp != first_idr)
+    });
+    assert!(!natural, "an IDR came without being asked for");
+    let asked = Instant::now();
+    camera.request_keyframe();
+    expect_idr_after_sps(&rx, Duration::from_secs(2));
+    eprintln!("keyframe request: IDR after {:?}", asked.elapsed());
+    camera.stop();
+}
+
+#[test]
+fn request_keyframe_when_not_playing_is_a_no_op() {
+    let (sink, _rx) = Collector::new();
+    let camera = CameraPipeline::start(
+        "idle",
+        source("test://ball?width=320&height=240"),
+        sink,
+        CameraOptions::default(),
+    )
+    .expect("camera starts");
+    camera.stop();
+    camera.request_keyframe();
+    assert_eq!(camera.state(), CameraState::Stopped);
+}
+
+#[test]
+fn stop_is_prompt_and_idempotent() {
+    let (sink, rx) = Collector::new();
+    let camera = CameraPipeline::start(
+        "stopping",
+        source("test://smpte?width=320&height=240"),
+        sink,
+        CameraOptions::default(),
+    )
+    .expect("camera starts");
+    rx.recv_timeout(Duration::from_secs(5))
+        .expect("a first packet");
+    let asked = Instant::now();
+    camera.stop();
+    let took = asked.elapsed();
+    eprintln!("stop of a playing test camera took {took:?}");
+    assert!(took < Duration::from_secs(1), "stop took {took:?}");
+    assert_eq!(camera.state(), CameraState::Stopped);
+    drain(&rx);
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(drain(&rx), 0, "packets after stop");
+    camera.stop();
+    assert_eq!(camera.state(), CameraState::Stopped);
+    drop(camera);
+}
+
+#[test]
+fn a_camera_that_never_answers_stalls_reconnects_and_still_stops_promptly() {
+    // Listens but never accepts: rtspsrc connects and then waits for an answer that never comes.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = silent.local_addr().expect("address").port();
+    let (sink, _rx) = Collector::new();
+    let started = Instant::now();
+    let camera = CameraPipeline::start(
+        "silent",
+        source(&format!("rtsp://u:never-logged@127.0.0.1:{port}/cam")),
+        sink,
+        options(600),
+    )
+    .expect("camera starts");
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "start must not wait for the camera"
+    );
+    assert_eq!(camera.state(), CameraState::Starting);
+    assert!(
+        wait_until(Duration::from_secs(3), || camera.reconnects() >= 1),
+        "no stall detected"
+    );
+    assert_eq!(camera.state(), CameraState::Reconnecting);
+    let error = camera.last_error().expect("an error");
+    assert!(error.contains("no packet within 600 ms"), "{error}");
+    // Let the second attempt get stuck connecting, then stop in the middle of it.
+    std::thread::sleep(Duration::from_millis(700));
+    let asked = Instant::now();
+    camera.stop();
+    let took = asked.elapsed();
+    eprintln!("stop of a connecting rtsp camera took {took:?}");
+    assert!(took < Duration::from_secs(2), "stop took {took:?}");
+    assert_eq!(camera.state(), CameraState::Stopped);
+    assert!(!format!("{camera:?}").contains("never-logged"));
+}
+
+#[test]
+fn a_refused_connection_is_reported_and_retried() {
+    // Bind then drop: nothing listens on the port afterwards.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let (sink, _rx) = Collector::new();
+    let camera = CameraPipeline::start(
+        "refused",
+        source(&format!("rtsp://127.0.0.1:{port}/cam")),
+        sink,
+        CameraOptions::default(),
+    )
+    .expect("camera starts");
+    assert!(
+        wait_until(Duration::from_secs(3), || camera.reconnects() >= 2),
+        "no retry after a refused connection"
+    );
+    let error = camera.last_error().expect("an error");
+    eprintln!("refused: {error}");
+    assert!(
+        !error.contains("stalled"),
+        "should fail fast, not by stall: {error}"
+    );
+    camera.stop();
+}
+
+#[cfg(feature = "test-camera")]
+mod rtsp {
+    use super::*;
+    use crate::test_camera::{FakeCameraOptions, FakeRtspCamera};
+
+    fn small() -> FakeCameraOptions {
+        FakeCameraOptions {
+            width: 320,
+            height: 240,
+            ..FakeCameraOptions::default()
+        }
+    }
+
+    fn with_credentials(url: &str, user: &str, password: &str) -> String {
+        url.replacen("rtsp://", &format!("rtsp://{user}:{password}@"), 1)
+    }
+
+    #[test]
+    fn rtsp_source_delivers_h264_rtp_from_the_fake_camera() {
+        let fake = FakeRtspCamera::start(small()).expect("fake camera");
+        let (sink, rx) = Collector::new();
+        let started = Instant::now();
+        let camera = CameraPipeline::start("ip-cam", source(&fake.url()), sink, options(3000))
+            .expect("camera starts");
+        rx.recv_timeout(Duration::from_secs(5))
+            .expect("a first packet");
+        eprintln!(
+            "rtsp fake camera: first packet after {:?}",
+            started.elapsed()
+        );
+        expect_idr_after_sps(&rx, Duration::from_secs(3));
+        assert!(wait_until(Duration::from_secs(2), || camera.state()
+            == CameraState::Playing));
+        assert_eq!(camera.reconnects(), 0);
+        camera.stop();
+        fake.stop();
+    }
+
+    #[test]
+    fn rtsp_over_udp_delivers_too() {
+        let fake = FakeRtspCamera::start(small()).expect("fake camera");
+        let (sink, rx) = Collector::new();
+        let url = format!("{}?transport=udp", fake.url());
+        let camera = CameraPipeline::start("udp-cam", source(&url), sink, options(3000))
+            .expect("camera starts");
+        expect_idr_after_sps(&rx, Duration::from_secs(5));
+        camera.stop();
+        fake.stop();
+    }
+
+    #[test]
+    fn rtsp_right_credentials_play_and_wrong_ones_reconnect_without_leaking() {
+        let fake = FakeRtspCamera::start(FakeCameraOptions {
+            credentials: Some(("viewer".to_owned(), "R1ght-Pa55".to_owned())),
+            ..small()
+        })
+        .expect("fake camera");
+
+        let (sink, rx) = Collector::new();
+        let right = with_credentials(&fake.url(), "viewer", "R1ght-Pa55");
+        let good = CameraPipeline::start("good", source(&right), sink, options(3000))
+            .expect("camera starts");
+        expect_idr_after_sps(&rx, Duration::from_secs(5));
+
+        let (sink, rx) = Collector::new();
+        let wrong = with_credentials(&fake.url(), "viewer", "Wr0ng-Pa55");
+        let bad = CameraPipeline::start("bad", source(&wrong), sink, options(3000))
+            .expect("camera starts");
+        assert!(
+            wait_until(Duration::from_secs(3), || bad.reconnects() >= 1),
+            "wrong credentials did not fail"
+        );
+        assert_eq!(bad.state(), CameraState::Reconnecting);
+        let error = bad.last_error().expect("an error");
+        eprintln!("wrong credentials: {error}");
+        assert!(!error.contains("Wr0ng-Pa55"), "{error}");
+        assert!(
+            !error.contains("stalled"),
+            "should fail on the 401, not by stall: {error}"
+        );
+        assert!(!format!("{bad:?}").contains("Wr0ng-Pa55"));
+        assert_eq!(drain(&rx), 0, "packets with wrong credentials");
+
+        // And without credentials at all.
+        let (sink, _rx) = Collector::new();
+        let anonymous = CameraPipeline::start("anon", source(&fake.url()), sink, options(3000))
+            .expect("camera starts");
+        assert!(wait_until(Duration::from_secs(3), || anonymous
+            .reconnects()
+            >= 1));
+
+        assert!(wait_until(Duration::from_secs(2), || good.state()
+            == CameraState::Playing));
+        assert_eq!((good.reconnects(), good.last_error()), (0, None));
+        good.stop();
+        bad.stop();
+        anonymous.stop();
+        fake.stop();
+    }
+
+    #[test]
+    fn camera_going_away_makes_the_pipeline_reconnect_and_recover() {
+        let fake = FakeRtspCamera::start(small()).expect("fake camera");
+        let port = fake.port();
+        let (sink, rx) = Collector::new();
+        let camera = CameraPipeline::start("flaky", source(&fake.url()), sink, options(1500))
+            .expect("camera starts");
+        expect_idr_after_sps(&rx, Duration::from_secs(5));
+        assert!(wait_until(Duration::from_secs(2), || camera.state()
+            == CameraState::Playing));
+
+        let gone = Instant::now();
+        fake.stop();
+        assert!(
+            wait_until(Duration::from_secs(4), || camera.reconnects() >= 1),
+            "camera loss not noticed"
+        );
+        eprintln!(
+            "camera loss noticed after {:?}: {:?}",
+            gone.elapsed(),
+            camera.last_error()
+        );
+        assert_eq!(camera.state(), CameraState::Reconnecting);
+
+        let fake = FakeRtspCamera::start_on_port(small(), port).expect("camera back on its port");
+        let back = Instant::now();
+        drain(&rx);
+        expect_idr_after_sps(&rx, Duration::from_secs(6));
+        assert!(wait_until(Duration::from_secs(2), || camera.state()
+            == CameraState::Playing));
+        eprintln!("recovered {:?} after the camera came back", back.elapsed());
+        camera.stop();
+        fake.stop();
+    }
+
+    #[test]
+    fn fake_camera_options_hide_credentials() {
+        let options = FakeCameraOptions {
+            credentials: Some(("viewer".to_owned(), "hidden-pw".to_owned())),
+            ..FakeCameraOptions::default()
+        };
+        assert!(!format!("{options:?}").contains("hidden-pw"));
+        let bad = FakeRtspCamera::start(FakeCameraOptions {
+            width: 0,
+            ..FakeCameraOptions::default()
+        });
+        assert!(bad.is_err());
+    }
+}

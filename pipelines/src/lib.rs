@@ -1,0 +1,42 @@
+//! Straja's GStreamer pipelines: camera ingest (RTSP, V4L2, test patterns) to H.264 RTP.
+//!
+//! This crate knows GStreamer and nothing of HTTP, WebRTC or tokio. A camera is a
+//! [`CameraSource`] (parsed from the `source = "…"` string of the config) run by a
+//! [`CameraPipeline`], whose supervisor thread keeps a GStreamer pipeline playing and hands every
+//! RTP packet to a [`PacketSink`] as [`bytes::Bytes`] over the GStreamer buffer (no copy).
+//!
+//! Threads: GStreamer's streaming threads call the sink, which must not block; the supervisor
+//! thread owns the pipeline and its bus; callers only read atomics. No lock is held across a
+//! GStreamer call.
+//!
+//! Errors: nothing here panics on bad input (a source string, a camera's stream); a panic is a
+//! bug. Credentials of a source never reach a log line, an error or a `Debug` print:
+//! [`CameraSource::redacted`] is the only form of a source that is ever shown.
+//!
+//! With the `test-camera` feature, [`FakeRtspCamera`] plays an IP camera in-process, for tests.
+#![deny(missing_docs)]
+
+mod backoff;
+mod camera;
+mod delivery;
+mod error;
+mod packet_sink;
+mod pipeline_description;
+mod source;
+#[cfg(feature = "test-camera")]
+mod test_camera;
+#[cfg(test)]
+mod test_support;
+
+pub use camera::{CameraOptions, CameraPipeline, CameraState};
+pub use error::{PipelineError, SourceError};
+pub use packet_sink::PacketSink;
+pub use source::{CameraSource, RtspSource, RtspTransport, TEST_PATTERNS, TestSource, V4l2Source};
+#[cfg(feature = "test-camera")]
+pub use test_camera::{FakeCameraOptions, FakeRtspCamera};
+
+/// Initialises GStreamer. Idempotent and cheap after the first call; every constructor of this
+/// crate calls it, so calling it first is only needed to fail early.
+pub fn init() -> Result<(), PipelineError> {
+    gstreamer::init().map_err(|e| PipelineError::Init(e.to_string()))
+}

@@ -1,0 +1,129 @@
+//! The GStreamer pipeline of each kind of camera source, from source to RTP in an appsink.
+//!
+//! Every pipeline ends the same way, so that what reaches the [`PacketSink`](crate::PacketSink) is the same whatever
+//! the camera: `h264parse ! rtph264pay pt=96 mtu=1200 config-interval=-1
+//! aggregate-mode=zero-latency ! appsink`. RTSP cameras are depayloaded and re-payloaded (no
+//! re-encode) to normalise the MTU and put SPS/PPS in-band before every IDR; test patterns and
+//! V4L2 devices are encoded with x264 tuned for latency.
+//!
+//! The description text never holds an RTSP location or credentials: those are set as rtspsrc
+//! properties after parsing, so they appear neither in the text (which is logged) nor in
+//! GStreamer's own error messages. Element names are stable: [`SOURCE`], [`PAYLOADER`], [`SINK`],
+//! and [`ENCODER`] where there is one.
+
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::error::PipelineError;
+use crate::source::{CameraSource, RtspSource, TestSource};
+
+/// Name of the first element (videotestsrc, rtspsrc or v4l2src).
+pub(crate) const SOURCE: &str = "src";
+/// Name of the x264 encoder (test and v4l2 pipelines).
+pub(crate) const ENCODER: &str = "enc";
+/// Name of the RTP payloader.
+pub(crate) const PAYLOADER: &str = "pay";
+/// Name of the appsink.
+pub(crate) const SINK: &str = "sink";
+
+/// The payloader and sink every pipeline ends with.
+fn rtp_tail() -> String {
+    format!(
+        "h264parse ! rtph264pay name={PAYLOADER} pt=96 mtu=1200 config-interval=-1 \
+         aggregate-mode=zero-latency ! appsink name={SINK} emit-signals=false sync=false \
+         max-buffers=64 drop=true enable-last-sample=false"
+    )
+}
+
+/// x264 for live viewing: no B-frames, no lookahead, constrained baseline (every browser decodes it).
+fn x264(gop_frames: u32, bitrate_kbps: u32) -> String {
+    format!(
+        "x264enc name={ENCODER} tune=zerolatency speed-preset=ultrafast key-int-max={gop_frames} \
+         bitrate={bitrate_kbps} ! video/x-h264,profile=constrained-baseline"
+    )
+}
+
+/// The gst-launch description of a source's pipeline. Holds no location or credentials.
+pub(crate) fn describe(source: &CameraSource) -> String {
+    match source {
+        CameraSource::Test(test) => describe_test(test),
+        CameraSource::Rtsp(rtsp) => format!(
+            "rtspsrc name={SOURCE} latency=0 protocols={} ! rtph264depay ! {}",
+            rtsp.transport().gst_protocols(),
+            rtp_tail()
+        ),
+        CameraSource::V4l2(v4l2) => format!(
+            // The device path is restricted to [A-Za-z0-9/._:+-] by the parser: safe unquoted.
+            "v4l2src name={SOURCE} device={} ! videoconvert ! {} ! {}",
+            v4l2.device(),
+            x264(30, 2000),
+            rtp_tail()
+        ),
+    }
+}
+
+fn describe_test(test: &TestSource) -> String {
+    format!(
+        "videotestsrc name={SOURCE} is-live=true pattern={} ! \
+         video/x-raw,width={},height={},framerate={}/1 ! {} ! {}",
+        test.pattern(),
+        test.width(),
+        test.height(),
+        test.fps(),
+        x264(test.gop_frames(), test.bitrate_kbps()),
+        rtp_tail()
+    )
+}
+
+/// A pipeline as built, in state NULL.
+pub(crate) struct BuiltPipeline {
+    pub(crate) pipeline: gst::Pipeline,
+    pub(crate) appsink: gst_app::AppSink,
+}
+
+/// Parses a source's description into elements (state NULL) and sets the properties that are
+/// kept out of the text (rtspsrc location and credentials). Does not attach callbacks.
+pub(crate) fn parse(source: &CameraSource) -> Result<BuiltPipeline, PipelineError> {
+    crate::init()?;
+    let description = describe(source);
+    tracing::debug!(pipeline = %description, "building camera pipeline");
+    let mut context = gst::ParseContext::new();
+    let element = gst::parse::launch_full(
+        &description,
+        Some(&mut context),
+        gst::ParseFlags::FATAL_ERRORS,
+    )
+    .map_err(|e| match context.missing_elements().first() {
+        Some(missing) => PipelineError::MissingElement(missing.clone()),
+        None => PipelineError::Build(e.to_string()),
+    })?;
+    let pipeline = element
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| PipelineError::Build("description did not make a pipeline".to_owned()))?;
+    let appsink = pipeline
+        .by_name(SINK)
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| PipelineError::Build(format!("no appsink named '{SINK}'")))?;
+    if let CameraSource::Rtsp(rtsp) = source {
+        configure_rtspsrc(&pipeline, rtsp)?;
+    }
+    Ok(BuiltPipeline { pipeline, appsink })
+}
+
+fn configure_rtspsrc(pipeline: &gst::Pipeline, rtsp: &RtspSource) -> Result<(), PipelineError> {
+    let rtspsrc = pipeline
+        .by_name(SOURCE)
+        .ok_or_else(|| PipelineError::Build(format!("no rtspsrc named '{SOURCE}'")))?;
+    rtspsrc.set_property("location", rtsp.location());
+    if let Some(credentials) = rtsp.credentials() {
+        rtspsrc.set_property("user-id", credentials.user.as_str());
+        if let Some(password) = &credentials.password {
+            rtspsrc.set_property("user-pw", password.as_str());
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,248 @@
+//! An in-process WHEP viewer built on webrtc-rs's async API (its own sockets, its own ICE, DTLS and
+//! SRTP): a real WebRTC peer, independent of the gateway's sans-IO driver. It reassembles H.264
+//! frames from the RTP it receives so tests can count complete frames.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rtc::interceptor::Registry;
+use rtc::peer_connection::configuration::RTCConfigurationBuilder;
+use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
+use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MediaEngine};
+use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
+use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
+use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
+use webrtc::peer_connection::{
+    PeerConnection, PeerConnectionBuilder, PeerConnectionEventHandler, RTCIceGatheringState,
+    RTCPeerConnectionState,
+};
+
+/// What the viewer has seen so far.
+#[derive(Debug, Default, Clone)]
+pub struct Reception {
+    /// RTP packets received.
+    pub packets: u64,
+    /// Complete frames (every packet from the first to the marker, no sequence gap).
+    pub complete_frames: u64,
+    /// Frames with a sequence gap inside.
+    pub broken_frames: u64,
+    /// Whether the first complete frame was a keyframe (SPS or IDR inside).
+    pub first_frame_was_keyframe: Option<bool>,
+    /// When the first complete frame arrived.
+    pub first_frame_at: Option<Instant>,
+    /// Connection state changes, in order.
+    pub states: Vec<String>,
+    current_timestamp: Option<u32>,
+    current_has_keyframe: bool,
+    current_broken: bool,
+    last_sequence: Option<u16>,
+}
+
+impl Reception {
+    fn on_packet(&mut self, sequence: u16, timestamp: u32, marker: bool, payload: &[u8]) {
+        self.packets += 1;
+        let gap = self
+            .last_sequence
+            .is_some_and(|last| sequence != last.wrapping_add(1));
+        self.last_sequence = Some(sequence);
+        if self.current_timestamp != Some(timestamp) {
+            // A new frame starts; an unfinished previous one counts as broken.
+            if self.current_timestamp.is_some() {
+                self.broken_frames += 1;
+            }
+            self.current_timestamp = Some(timestamp);
+            self.current_has_keyframe = false;
+            self.current_broken = false;
+        } else if gap {
+            self.current_broken = true;
+        }
+        self.current_has_keyframe |= contains_keyframe_nal(payload);
+        if marker {
+            if self.current_broken {
+                self.broken_frames += 1;
+            } else {
+                self.complete_frames += 1;
+                if self.first_frame_was_keyframe.is_none() {
+                    self.first_frame_was_keyframe = Some(self.current_has_keyframe);
+                    self.first_frame_at = Some(Instant::now());
+                }
+            }
+            self.current_timestamp = None;
+        }
+    }
+}
+
+fn contains_keyframe_nal(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    match first & 0x1f {
+        5 | 7 => true,
+        24 => {
+            let mut rest = &payload[1..];
+            while rest.len() >= 3 {
+                let size = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                if matches!(rest[2] & 0x1f, 5 | 7) {
+                    return true;
+                }
+                rest = rest.get(2 + size..).unwrap_or_default();
+            }
+            false
+        }
+        28 => payload.get(1).is_some_and(|h| h & 0x1f == 5),
+        _ => false,
+    }
+}
+
+struct Handler {
+    reception: Arc<Mutex<Reception>>,
+    gathered: tokio::sync::mpsc::Sender<()>,
+}
+
+#[async_trait::async_trait]
+impl PeerConnectionEventHandler for Handler {
+    async fn on_ice_gathering_state_change(&self, state: RTCIceGatheringState) {
+        if state == RTCIceGatheringState::Complete {
+            let _ = self.gathered.try_send(());
+        }
+    }
+
+    async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
+        self.reception.lock().unwrap().states.push(state.to_string());
+    }
+
+    async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        let reception = self.reception.clone();
+        tokio::spawn(async move {
+            while let Some(event) = track.poll().await {
+                if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                    reception.lock().unwrap().on_packet(
+                        packet.header.sequence_number,
+                        packet.header.timestamp,
+                        packet.header.marker,
+                        &packet.payload,
+                    );
+                }
+            }
+        });
+    }
+}
+
+/// A WHEP viewer connected to a gateway.
+pub struct WhepViewer {
+    peer: Box<dyn PeerConnection>,
+    /// The session URL (`Location`).
+    pub session_url: String,
+    reception: Arc<Mutex<Reception>>,
+    /// When the offer was POSTed.
+    pub posted_at: Instant,
+}
+
+impl WhepViewer {
+    /// Offers to `whep_url`, applies the answer, and returns at once (media arrives later).
+    pub async fn connect(client: &reqwest::Client, base_url: &str, camera: &str) -> WhepViewer {
+        let mut media_engine = MediaEngine::default();
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec: RTCRtpCodec {
+                        mime_type: MIME_TYPE_H264.to_owned(),
+                        clock_rate: 90000,
+                        channels: 0,
+                        sdp_fmtp_line:
+                            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
+                                .to_owned(),
+                        rtcp_feedback: vec![],
+                    },
+                    payload_type: 96,
+                    ..Default::default()
+                },
+                RtpCodecKind::Video,
+            )
+            .expect("codec");
+        let registry =
+            register_default_interceptors(Registry::new(), &mut media_engine).expect("registry");
+        let reception = Arc::new(Mutex::new(Reception::default()));
+        let (gathered, mut gathered_rx) = tokio::sync::mpsc::channel(1);
+        let handler = Arc::new(Handler {
+            reception: reception.clone(),
+            gathered,
+        });
+        let peer = PeerConnectionBuilder::new()
+            .with_configuration(RTCConfigurationBuilder::new().build())
+            .with_media_engine(media_engine)
+            .with_interceptor_registry(registry)
+            .with_handler(handler)
+            .with_udp_addrs(vec!["127.0.0.1:0"])
+            .build()
+            .await
+            .expect("viewer peer connection");
+        peer.add_transceiver_from_kind(
+            RtpCodecKind::Video,
+            Some(RTCRtpTransceiverInit {
+                direction: RTCRtpTransceiverDirection::Recvonly,
+                ..Default::default()
+            }),
+        )
+        .await
+        .expect("recvonly transceiver");
+        let offer = peer.create_offer(None).await.expect("offer");
+        peer.set_local_description(offer).await.expect("local description");
+        let _ = tokio::time::timeout(Duration::from_secs(5), gathered_rx.recv()).await;
+        let offer_sdp = peer.local_description().await.expect("offer sdp").sdp;
+
+        let posted_at = Instant::now();
+        let response = client
+            .post(format!("{base_url}/api/v1/cameras/{camera}/whep"))
+            .header("Content-Type", "application/sdp")
+            .body(offer_sdp)
+            .send()
+            .await
+            .expect("WHEP POST");
+        assert_eq!(response.status(), 201, "WHEP offer refused");
+        let location = response
+            .headers()
+            .get("location")
+            .expect("Location header")
+            .to_str()
+            .expect("ASCII Location")
+            .to_owned();
+        assert_eq!(
+            response.headers().get("content-type").map(|v| v.as_bytes()),
+            Some(&b"application/sdp"[..])
+        );
+        let answer = response.text().await.expect("answer body");
+        peer.set_remote_description(RTCSessionDescription::answer(answer).expect("answer SDP"))
+            .await
+            .expect("remote description");
+        WhepViewer {
+            peer: Box::new(peer),
+            session_url: format!("{base_url}{location}"),
+            reception,
+            posted_at,
+        }
+    }
+
+    /// A snapshot of what was received.
+    pub fn reception(&self) -> Reception {
+        self.reception.lock().unwrap().clone()
+    }
+
+    /// Waits (bounded) until `complete_frames >= frames`; returns the snapshot either way.
+    pub async fn wait_for_frames(&self, frames: u64, timeout: Duration) -> Reception {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let reception = self.reception();
+            if reception.complete_frames >= frames || Instant::now() >= deadline {
+                return reception;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Closes the viewer's peer connection (without telling the gateway).
+    pub async fn close(self) {
+        let _ = self.peer.close().await;
+    }
+}
