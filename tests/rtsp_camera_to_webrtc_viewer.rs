@@ -74,14 +74,24 @@ async fn rtsp_camera_reaches_a_webrtc_viewer_starting_with_a_keyframe() {
     assert_eq!(again.status(), 404, "a deleted session is gone");
 
     // The session's task ends and leaves the camera's feed.
-    let feed = gateway.running.gateway().camera("gate").unwrap().feed.clone();
+    let feed = gateway
+        .running
+        .gateway()
+        .camera("gate")
+        .unwrap()
+        .feed
+        .clone();
     for _ in 0..100 {
         if feed.subscriber_count() == 0 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(feed.subscriber_count(), 0, "the session released its subscription");
+    assert_eq!(
+        feed.subscriber_count(),
+        0,
+        "the session released its subscription"
+    );
     assert!(gateway.running.gateway().sessions.is_empty());
 
     viewer.close().await;

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
-use straja_pipelines::{CameraOptions, CameraPipeline, CameraState};
 use straja_pipelines::CameraSource;
+use straja_pipelines::{CameraOptions, CameraPipeline, CameraState};
 
 use crate::config::CameraConfig;
 use crate::hub::{CameraFeed, KeyframeSource};

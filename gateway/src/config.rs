@@ -165,7 +165,10 @@ impl Config {
             return Err(ConfigError::single(
                 origin,
                 "",
-                format!("file is {} bytes; at most {MAX_CONFIG_BYTES} accepted", meta.len()),
+                format!(
+                    "file is {} bytes; at most {MAX_CONFIG_BYTES} accepted",
+                    meta.len()
+                ),
             ));
         }
         let text = std::fs::read_to_string(path)
@@ -251,7 +254,10 @@ impl Config {
             } else if !seen.insert(camera.id.as_str()) {
                 problem(
                     format!("cameras[{i}].id"),
-                    format!("'{}' is used by another camera; ids must be unique", camera.id),
+                    format!(
+                        "'{}' is used by another camera; ids must be unique",
+                        camera.id
+                    ),
                 );
             }
             if camera.name.trim().is_empty() || camera.name.len() > 200 {
@@ -305,7 +311,10 @@ fn field_at(text: &str, offset: usize) -> String {
         }
     }
     let current_line = before.rsplit('\n').next().unwrap_or("");
-    let rest_of_line = text[offset.min(text.len())..].split('\n').next().unwrap_or("");
+    let rest_of_line = text[offset.min(text.len())..]
+        .split('\n')
+        .next()
+        .unwrap_or("");
     let line = format!("{current_line}{rest_of_line}");
     let key = line
         .split_once('=')
@@ -332,9 +341,20 @@ listen = "127.0.0.1:8443"
     fn demo_config_is_valid_and_has_two_test_cameras() {
         let config = Config::demo();
         assert_eq!(config.cameras.len(), 2);
-        assert!(config.cameras.iter().all(|c| c.source.starts_with("test://")));
-        assert_eq!(config.http.listen, "127.0.0.1:8443".parse().unwrap());
-        assert_eq!(config.metrics.listen, "127.0.0.1:9464".parse().unwrap());
+        assert!(
+            config
+                .cameras
+                .iter()
+                .all(|c| c.source.starts_with("test://"))
+        );
+        assert_eq!(
+            config.http.listen,
+            "127.0.0.1:8443".parse::<SocketAddr>().unwrap()
+        );
+        assert_eq!(
+            config.metrics.listen,
+            "127.0.0.1:9464".parse::<SocketAddr>().unwrap()
+        );
     }
 
     #[test]
@@ -365,7 +385,8 @@ source = "rtsp://10.0.0.5:554/stream1"
 
     #[test]
     fn unknown_key_is_rejected_with_its_name() {
-        let text = format!("{MINIMAL}\n[webrtc]\nudp_listen = \"127.0.0.1:8189\"\nudp_lissen = 3\n");
+        let text =
+            format!("{MINIMAL}\n[webrtc]\nudp_listen = \"127.0.0.1:8189\"\nudp_lissen = 3\n");
         let err = Config::parse(&text).unwrap_err();
         let message = err.to_string();
         assert!(message.contains("udp_lissen"), "{message}");
@@ -404,7 +425,10 @@ source = "test://ball"
             "cameras[1].source",
             "cameras[2].id",
         ] {
-            assert!(fields.contains(&expected), "{expected} missing in {fields:?}");
+            assert!(
+                fields.contains(&expected),
+                "{expected} missing in {fields:?}"
+            );
         }
     }
 

@@ -24,9 +24,15 @@ pub struct MetricsServer {
 
 impl MetricsServer {
     /// Binds and serves.
-    pub async fn start(listen: SocketAddr, metrics: Arc<Metrics>) -> std::io::Result<MetricsServer> {
+    pub async fn start(
+        listen: SocketAddr,
+        metrics: Arc<Metrics>,
+    ) -> std::io::Result<MetricsServer> {
         let listener = TcpListener::bind(listen).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("cannot bind metrics listener {listen}: {e}"))
+            std::io::Error::new(
+                e.kind(),
+                format!("cannot bind metrics listener {listen}: {e}"),
+            )
         })?;
         let addr = listener.local_addr()?;
         let app = Router::new().route(
@@ -35,7 +41,10 @@ impl MetricsServer {
                 let metrics = metrics.clone();
                 async move {
                     (
-                        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
                         metrics.render(),
                     )
                         .into_response()

@@ -114,7 +114,9 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
             let mut tick = tokio::time::interval(STATE_EXPORT_INTERVAL);
             loop {
                 tick.tick().await;
-                let Some(gateway) = gateway.upgrade() else { return };
+                let Some(gateway) = gateway.upgrade() else {
+                    return;
+                };
                 reported.resize(gateway.cameras.len(), 0);
                 for (camera, reported) in gateway.cameras.iter().zip(reported.iter_mut()) {
                     camera.export_metrics(reported);

@@ -253,7 +253,10 @@ mod tests {
         )
         .unwrap();
         for key in ["ca.key", "server.key", "client.key"] {
-            let mode = fs::metadata(dir.path().join(key)).unwrap().permissions().mode();
+            let mode = fs::metadata(dir.path().join(key))
+                .unwrap()
+                .permissions()
+                .mode();
             assert_eq!(mode & 0o777, 0o600, "{key}");
         }
         assert!(matches!(

@@ -109,7 +109,11 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_connection_state_change(&self, state: RTCPeerConnectionState) {
-        self.reception.lock().unwrap().states.push(state.to_string());
+        self.reception
+            .lock()
+            .unwrap()
+            .states
+            .push(state.to_string());
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
@@ -156,7 +160,6 @@ impl WhepViewer {
                         rtcp_feedback: vec![],
                     },
                     payload_type: 96,
-                    ..Default::default()
                 },
                 RtpCodecKind::Video,
             )
@@ -188,7 +191,9 @@ impl WhepViewer {
         .await
         .expect("recvonly transceiver");
         let offer = peer.create_offer(None).await.expect("offer");
-        peer.set_local_description(offer).await.expect("local description");
+        peer.set_local_description(offer)
+            .await
+            .expect("local description");
         let _ = tokio::time::timeout(Duration::from_secs(5), gathered_rx.recv()).await;
         let offer_sdp = peer.local_description().await.expect("offer sdp").sdp;
 

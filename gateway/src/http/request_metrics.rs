@@ -10,11 +10,7 @@ use axum::response::Response;
 use crate::gateway::Gateway;
 
 /// The middleware.
-pub async fn count(
-    State(gateway): State<Arc<Gateway>>,
-    request: Request,
-    next: Next,
-) -> Response {
+pub async fn count(State(gateway): State<Arc<Gateway>>, request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()

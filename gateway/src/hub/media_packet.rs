@@ -23,8 +23,7 @@ pub struct MediaPacket {
 impl MediaPacket {
     /// The RTP payload (after header, CSRCs and extension; padding excluded).
     pub fn payload(&self) -> Bytes {
-        self.data.slice(
-            self.header.payload_offset..self.header.payload_offset + self.header.payload_len,
-        )
+        self.data
+            .slice(self.header.payload_offset..self.header.payload_offset + self.header.payload_len)
     }
 }

@@ -59,7 +59,20 @@ mod tests {
     use super::*;
 
     fn packet(first: u8, extra: &[u8], payload: &[u8]) -> Vec<u8> {
-        let mut p = vec![first, 0x80 | 96, 0x12, 0x34, 0, 0, 0x01, 0x00, 0xde, 0xad, 0xbe, 0xef];
+        let mut p = vec![
+            first,
+            0x80 | 96,
+            0x12,
+            0x34,
+            0,
+            0,
+            0x01,
+            0x00,
+            0xde,
+            0xad,
+            0xbe,
+            0xef,
+        ];
         p.extend_from_slice(extra);
         p.extend_from_slice(payload);
         p

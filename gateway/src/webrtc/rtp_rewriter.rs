@@ -84,11 +84,14 @@ mod tests {
     fn starts_at_the_chosen_values_and_keeps_spacing() {
         let mut r = RtpRewriter::new(1234, 102, 500, 9000);
         let a = r.rewrite(65530, 4_000_000_000);
-        assert_eq!((a.ssrc, a.payload_type, a.sequence, a.timestamp), (1234, 102, 500, 9000));
+        assert_eq!(
+            (a.ssrc, a.payload_type, a.sequence, a.timestamp),
+            (1234, 102, 500, 9000)
+        );
         let b = r.rewrite(65535, 4_000_003_000);
         assert_eq!((b.sequence, b.timestamp), (505, 12000));
         let c = r.rewrite(2, 4_000_006_000); // camera sequence wrapped
-        assert_eq!(c.sequence, 507);
+        assert_eq!(c.sequence, 508);
     }
 
     #[test]

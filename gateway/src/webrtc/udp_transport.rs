@@ -57,9 +57,9 @@ impl UdpTransport {
         };
         let mut sockets = Vec::with_capacity(addresses.len());
         for address in addresses {
-            let socket = UdpSocket::bind(address).await.map_err(|e| {
-                io::Error::new(e.kind(), format!("cannot bind UDP {address}: {e}"))
-            })?;
+            let socket = UdpSocket::bind(address)
+                .await
+                .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {address}: {e}")))?;
             sockets.push(Arc::new(socket));
         }
         Ok(Arc::new(UdpTransport {
@@ -150,8 +150,11 @@ impl UdpTransport {
                     let claimed = stun_username::local_ufrag(&datagram)
                         .and_then(|ufrag| routes.by_ufrag.get(ufrag).cloned());
                     if let Some(route) = &claimed {
-                        let claimed_addresses =
-                            routes.by_addr.values().filter(|r| r.key == route.key).count();
+                        let claimed_addresses = routes
+                            .by_addr
+                            .values()
+                            .filter(|r| r.key == route.key)
+                            .count();
                         if claimed_addresses < MAX_ADDRESSES_PER_SESSION {
                             routes.by_addr.insert((local, remote), route.clone());
                         }

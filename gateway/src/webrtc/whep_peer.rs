@@ -174,7 +174,6 @@ pub fn negotiate(
                 RTCRtpCodecParameters {
                     rtp_codec: h264_codec(profile),
                     payload_type,
-                    ..Default::default()
                 },
                 RtpCodecKind::Video,
             )
@@ -245,27 +244,21 @@ pub fn negotiate(
         .map(|d| d.sdp)
         .ok_or_else(|| PeerSetupError("no local description after answering".into()))?;
 
-    let payload_type = peer
-        .rtp_sender(sender)
-        .and_then(|mut s| {
-            s.get_parameters()
-                .rtp_parameters
-                .codecs
-                .iter()
-                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_H264))
-                .map(|c| c.payload_type)
-        })
-        .ok_or(())
-        .or_else(|()| {
-            Err(OfferError::Unacceptable(
-                "no H.264 profile in the offer matches one this gateway sends (packetization-mode=1)"
-                    .into(),
-            ))
-        });
-    let payload_type = match payload_type {
-        Ok(pt) => pt,
-        Err(e) => return Ok(Err(e)),
+    let negotiated_h264 = peer.rtp_sender(sender).and_then(|mut s| {
+        s.get_parameters()
+            .rtp_parameters
+            .codecs
+            .iter()
+            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_H264))
+            .map(|c| c.payload_type)
+    });
+    let Some(payload_type) = negotiated_h264 else {
+        return Ok(Err(OfferError::Unacceptable(
+            "no H.264 profile in the offer matches one this gateway sends (packetization-mode=1)"
+                .into(),
+        )));
     };
+
     Ok(Ok(Negotiated {
         peer,
         answer_sdp,
