@@ -33,6 +33,10 @@ pub struct Reception {
     pub first_frame_at: Option<Instant>,
     /// Connection state changes, in order.
     pub states: Vec<String>,
+    /// When the connection reached `connected`.
+    pub connected_at: Option<Instant>,
+    /// When the first RTP packet arrived.
+    pub first_packet_at: Option<Instant>,
     current_timestamp: Option<u32>,
     current_has_keyframe: bool,
     current_broken: bool,
@@ -42,6 +46,7 @@ pub struct Reception {
 impl Reception {
     fn on_packet(&mut self, sequence: u16, timestamp: u32, marker: bool, payload: &[u8]) {
         self.packets += 1;
+        self.first_packet_at.get_or_insert_with(Instant::now);
         let gap = self
             .last_sequence
             .is_some_and(|last| sequence != last.wrapping_add(1));
@@ -141,6 +146,8 @@ pub struct WhepViewer {
     reception: Arc<Mutex<Reception>>,
     /// When the offer was POSTed.
     pub posted_at: Instant,
+    /// When the answer was applied.
+    pub answered_at: Instant,
 }
 
 impl WhepViewer {
@@ -226,6 +233,7 @@ impl WhepViewer {
             session_url: format!("{base_url}{location}"),
             reception,
             posted_at,
+            answered_at: Instant::now(),
         }
     }
 

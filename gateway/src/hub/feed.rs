@@ -18,7 +18,8 @@ use crate::metrics::CameraMetrics;
 
 /// Packets a viewer's queue holds before the hub drops for it (about 1 s of 2 Mbit/s video).
 pub const VIEWER_QUEUE_PACKETS: usize = 256;
-/// Keyframe requests to a camera are spaced at least this far apart, whatever the viewers ask.
+/// While a keyframe request is outstanding (no keyframe seen since), further requests within this
+/// interval are merged into it; once the keyframe has come, the next request goes at once.
 const KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_millis(300);
 
 /// Something that can make a camera send a keyframe soon.
@@ -44,6 +45,8 @@ pub struct CameraFeed {
     created: Instant,
     /// Milliseconds since `created` of the last keyframe request sent upstream, plus one (0: never).
     last_keyframe_request: AtomicU64,
+    /// Milliseconds since `created` of the last keyframe seen, plus one (0: never).
+    last_keyframe: AtomicU64,
     metrics: CameraMetrics,
 }
 
@@ -57,6 +60,7 @@ impl CameraFeed {
             keyframe_source: OnceLock::new(),
             created: Instant::now(),
             last_keyframe_request: AtomicU64::new(0),
+            last_keyframe: AtomicU64::new(0),
             metrics,
         })
     }
@@ -115,15 +119,21 @@ impl CameraFeed {
         });
     }
 
-    /// Asks the camera for a keyframe, at most once per [`KEYFRAME_REQUEST_INTERVAL`].
+    fn now_ms(&self) -> u64 {
+        self.created.elapsed().as_millis() as u64 + 1
+    }
+
+    /// Asks the camera for a keyframe. Requests made while one is outstanding (sent less than
+    /// [`KEYFRAME_REQUEST_INTERVAL`] ago, no keyframe seen since) are merged into it.
     pub fn request_keyframe(&self) {
         let Some(source) = self.keyframe_source.get() else {
             return;
         };
-        let now = self.created.elapsed().as_millis() as u64 + 1;
+        let now = self.now_ms();
         let last = self.last_keyframe_request.load(Ordering::Relaxed);
+        let outstanding = last != 0 && self.last_keyframe.load(Ordering::Relaxed) < last;
         let interval = KEYFRAME_REQUEST_INTERVAL.as_millis() as u64;
-        if last != 0 && now.saturating_sub(last) < interval {
+        if outstanding && now.saturating_sub(last) < interval {
             return;
         }
         if self
@@ -145,8 +155,12 @@ impl CameraFeed {
         self.metrics.ingest_packets.inc();
         self.metrics.ingest_bytes.inc_by(data.len() as u64);
         let payload = &data[header.payload_offset..header.payload_offset + header.payload_len];
+        let keyframe_start = h264::starts_keyframe(payload);
+        if keyframe_start {
+            self.last_keyframe.store(self.now_ms(), Ordering::Relaxed);
+        }
         let packet = MediaPacket {
-            keyframe_start: h264::starts_keyframe(payload),
+            keyframe_start,
             header,
             arrived: Instant::now(),
             data,
@@ -283,7 +297,7 @@ mod tests {
     }
 
     #[test]
-    fn keyframe_requests_are_rate_limited() {
+    fn keyframe_requests_are_merged_while_one_is_outstanding() {
         let feed = feed();
         let source = Arc::new(CountingSource(AtomicUsize::new(0)));
         feed.set_keyframe_source(source.clone());
@@ -291,5 +305,18 @@ mod tests {
             feed.request_keyframe();
         }
         assert_eq!(source.0.load(Ordering::Relaxed), 1);
+    }
+
+    #[test]
+    fn a_request_after_the_keyframe_came_goes_at_once() {
+        let feed = feed();
+        let source = Arc::new(CountingSource(AtomicUsize::new(0)));
+        feed.set_keyframe_source(source.clone());
+        feed.request_keyframe();
+        std::thread::sleep(Duration::from_millis(2));
+        feed.publish(rtp(1, &[0x67, 0x42])); // the keyframe arrives
+        std::thread::sleep(Duration::from_millis(2));
+        feed.request_keyframe(); // a new viewer joins right after
+        assert_eq!(source.0.load(Ordering::Relaxed), 2);
     }
 }

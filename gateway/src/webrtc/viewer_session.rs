@@ -62,6 +62,13 @@ pub struct ViewerSession {
     pub close: oneshot::Receiver<()>,
 }
 
+/// What draining the connection's events found.
+enum Events {
+    None,
+    Some,
+    End(EndReason),
+}
+
 struct State {
     connected: bool,
     waiting_for_keyframe: bool,
@@ -78,8 +85,16 @@ impl ViewerSession {
         };
         let reason = loop {
             self.flush().await;
-            if let Some(reason) = self.handle_events(&mut state) {
-                break reason;
+            match self.handle_events(&mut state) {
+                Events::End(reason) => break reason,
+                Events::Some => {
+                    // rtc hands some output (the DTLS ClientHello once ICE has selected a pair)
+                    // to poll_write only on a timer tick: tick now rather than at the next
+                    // deadline, which saves ~200 ms per connection.
+                    let _ = self.peer.handle_timeout(Instant::now());
+                    continue;
+                }
+                Events::None => {}
             }
             self.handle_reads();
             if !state.connected && state.started.elapsed() > CONNECT_TIMEOUT {
@@ -140,8 +155,10 @@ impl ViewerSession {
         }
     }
 
-    fn handle_events(&mut self, state: &mut State) -> Option<EndReason> {
+    fn handle_events(&mut self, state: &mut State) -> Events {
+        let mut seen = Events::None;
         while let Some(event) = self.peer.poll_event() {
+            seen = Events::Some;
             if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(connection) = event {
                 tracing::debug!(state = %connection, "viewer connection state");
                 match connection {
@@ -151,13 +168,13 @@ impl ViewerSession {
                         self.subscription.feed().request_keyframe();
                     }
                     RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
-                        return Some(EndReason::Failed);
+                        return Events::End(EndReason::Failed);
                     }
                     _ => {}
                 }
             }
         }
-        None
+        seen
     }
 
     fn handle_reads(&mut self) {

@@ -18,8 +18,8 @@ use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MediaEng
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::{
-    CandidateConfig, CandidateHostConfig, CandidateServerReflexiveConfig, RTCIceCandidate,
-    RTCIceCandidateInit,
+    CandidateConfig, CandidateHostConfig, CandidateServerReflexiveConfig, RTCDtlsRole,
+    RTCIceCandidate, RTCIceCandidateInit,
 };
 use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::rtp_transceiver::rtp_sender::{
@@ -185,6 +185,9 @@ pub fn negotiate(
     let ice_ufrag = random_token(16);
     let settings = SettingEngineBuilder::new()
         .with_lite(true)
+        // DTLS client: send ClientHello the moment ICE succeeds instead of waiting for the
+        // viewer's (webrtc-rs viewers queue theirs for ~200 ms; Chromium's is quicker, still later).
+        .with_answering_dtls_role(RTCDtlsRole::Client)
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .with_ice_credentials(ice_ufrag.clone(), random_token(32))
         .with_srtp_protection_profiles(vec![

@@ -1,0 +1,142 @@
+//! Time to first frame: from a viewer's WHEP request to its first complete (in-process webrtc-rs
+//! viewer) or decoded (headless Chromium) frame, median of several tries, camera GOP 1 s.
+//!
+//! Two cameras: an RTSP camera (fake IP camera in this process; its encoder cannot be asked for a
+//! keyframe, so a viewer waits for the camera's next one — what the GOP cache of the cameras issue
+//! removes) and a `test://` camera (the gateway's own encoder honours keyframe requests).
+//!
+//! `cargo bench --bench time_to_first_frame` (`-- --quick` for fewer tries).
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use straja_pipelines::{FakeCameraOptions, FakeRtspCamera};
+use support::chromium::Chromium;
+use support::gateway_under_test::{GatewayUnderTest, TestCamera};
+use support::whep_viewer::WhepViewer;
+
+fn summary(name: &str, mut samples: Vec<f64>) {
+    samples.sort_by(f64::total_cmp);
+    let median = samples[samples.len() / 2];
+    println!(
+        "{name:<44} median {median:7.1} ms   min {:7.1}   max {:7.1}   n={}",
+        samples[0],
+        samples[samples.len() - 1],
+        samples.len()
+    );
+}
+
+async fn in_process_viewer(gateway: &GatewayUnderTest, camera: &str, tries: usize) -> Vec<f64> {
+    let mut samples = Vec::new();
+    let mut phases = Vec::new();
+    for _ in 0..tries {
+        let viewer = WhepViewer::connect(&gateway.client, &gateway.base_url, camera).await;
+        let answered = viewer.answered_at;
+        let reception = viewer.wait_for_frames(1, Duration::from_secs(10)).await;
+        let ms = |t: Option<std::time::Instant>| {
+            t.map(|t| t.duration_since(viewer.posted_at).as_millis())
+        };
+        phases.push(format!(
+            "answer {:?} connected {:?} first packet {:?}",
+            answered.duration_since(viewer.posted_at).as_millis(),
+            ms(reception.connected_at),
+            ms(reception.first_packet_at)
+        ));
+        let first = reception
+            .first_frame_at
+            .expect("a frame within 10 s")
+            .duration_since(viewer.posted_at);
+        samples.push(first.as_secs_f64() * 1000.0);
+        let _ = gateway.client.delete(&viewer.session_url).send().await;
+        viewer.close().await;
+        random_pause().await;
+    }
+    println!("  phases (ms after POST): {}", phases.join(" | "));
+    samples
+}
+
+async fn chromium(gateway: &GatewayUnderTest, camera: &str, tries: usize) -> Vec<f64> {
+    let browser = Chromium::launch(&[]).await.expect("Chromium");
+    let page = browser.open(&gateway.url("/")).await.expect("page");
+    page.wait_for("window.straja !== undefined", Duration::from_secs(10))
+        .await
+        .expect("page script");
+    let mut samples = Vec::new();
+    for _ in 0..tries {
+        let elapsed = page
+            .eval(&format!(
+                "(async () => {{ const t0 = performance.now(); await straja.play('{camera}'); \
+                 while ((await straja.framesDecoded()) < 1) {{ \
+                   if (performance.now() - t0 > 10000) throw new Error('no frame in 10 s'); \
+                   await new Promise(r => setTimeout(r, 5)); }} \
+                 const t = performance.now() - t0; await straja.stop(); return t; }})()"
+            ))
+            .await
+            .expect("a decoded frame");
+        samples.push(elapsed.as_f64().unwrap_or(f64::NAN));
+        random_pause().await;
+    }
+    samples
+}
+
+/// A pause of 100-1100 ms, so that each try lands at a random point of the camera's GOP (a fixed
+/// pause locks the tries to one phase of the GOP and measures that phase only).
+async fn random_pause() {
+    tokio::time::sleep(Duration::from_millis(rand::random_range(100..1100))).await;
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    let quick = std::env::args().any(|a| a == "--quick");
+    let tries = if quick { 5 } else { 15 };
+    let camera = FakeRtspCamera::start(FakeCameraOptions {
+        width: 1280,
+        height: 720,
+        fps: 30,
+        gop_frames: 30,
+        bitrate_kbps: 2000,
+        ..Default::default()
+    })
+    .expect("fake RTSP camera");
+    let rtsp_url = camera.url();
+    let gateway = GatewayUnderTest::start(&[
+        TestCamera {
+            id: "rtsp",
+            source: &rtsp_url,
+        },
+        TestCamera {
+            id: "pattern",
+            source: "test://ball?width=1280&height=720&fps=30&gop=30&bitrate=2000",
+        },
+    ])
+    .await;
+    gateway.wait_until_ready(Duration::from_secs(20)).await;
+
+    println!("time to first frame, 720p30 H.264, camera GOP 1 s, {tries} tries each");
+    summary(
+        "in-process viewer, RTSP camera (POST→frame)",
+        in_process_viewer(&gateway, "rtsp", tries).await,
+    );
+    summary(
+        "in-process viewer, test camera (POST→frame)",
+        in_process_viewer(&gateway, "pattern", tries).await,
+    );
+    summary(
+        "Chromium, RTSP camera (play()→decoded)",
+        chromium(&gateway, "rtsp", tries).await,
+    );
+    summary(
+        "Chromium, test camera (play()→decoded)",
+        chromium(&gateway, "pattern", tries).await,
+    );
+    let answer = &gateway.running.gateway().metrics.whep_answer_seconds;
+    println!(
+        "server-side WHEP answer time: mean {:.2} ms over {} offers",
+        answer.get_sample_sum() * 1000.0 / answer.get_sample_count().max(1) as f64,
+        answer.get_sample_count()
+    );
+    gateway.shutdown().await;
+    camera.stop();
+}
