@@ -93,7 +93,9 @@ fn main() -> ExitCode {
 
 fn init_logging() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("STRAJA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        // rtc_dtls::config warns on every DTLS-client session that it uses "localhost" as the
+        // server name, which is meaningless for DTLS-SRTP (peers are checked by fingerprint).
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rtc_dtls::config=error"));
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -10,6 +10,7 @@ use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MediaEngine};
 use rtc::peer_connection::sdp::RTCSessionDescription;
+use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
 use rtc::rtp_transceiver::{RTCRtpTransceiverDirection, RTCRtpTransceiverInit};
 use webrtc::media_stream::track_remote::{TrackRemote, TrackRemoteEvent};
@@ -27,6 +28,8 @@ pub struct Reception {
     pub complete_frames: u64,
     /// Frames with a sequence gap inside.
     pub broken_frames: u64,
+    /// Complete keyframes (SPS or IDR inside).
+    pub keyframes: u64,
     /// Whether the first complete frame was a keyframe (SPS or IDR inside).
     pub first_frame_was_keyframe: Option<bool>,
     /// When the first complete frame arrived.
@@ -68,6 +71,7 @@ impl Reception {
                 self.broken_frames += 1;
             } else {
                 self.complete_frames += 1;
+                self.keyframes += u64::from(self.current_has_keyframe);
                 if self.first_frame_was_keyframe.is_none() {
                     self.first_frame_was_keyframe = Some(self.current_has_keyframe);
                     self.first_frame_at = Some(Instant::now());
@@ -102,6 +106,7 @@ fn contains_keyframe_nal(payload: &[u8]) -> bool {
 
 struct Handler {
     reception: Arc<Mutex<Reception>>,
+    track: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
     gathered: tokio::sync::mpsc::Sender<()>,
 }
 
@@ -122,6 +127,7 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        *self.track.lock().unwrap() = Some(track.clone());
         let reception = self.reception.clone();
         tokio::spawn(async move {
             while let Some(event) = track.poll().await {
@@ -144,6 +150,7 @@ pub struct WhepViewer {
     /// The session URL (`Location`).
     pub session_url: String,
     reception: Arc<Mutex<Reception>>,
+    track: Arc<Mutex<Option<Arc<dyn TrackRemote>>>>,
     /// When the offer was POSTed.
     pub posted_at: Instant,
     /// When the answer was applied.
@@ -175,8 +182,10 @@ impl WhepViewer {
             register_default_interceptors(Registry::new(), &mut media_engine).expect("registry");
         let reception = Arc::new(Mutex::new(Reception::default()));
         let (gathered, mut gathered_rx) = tokio::sync::mpsc::channel(1);
+        let track = Arc::new(Mutex::new(None));
         let handler = Arc::new(Handler {
             reception: reception.clone(),
+            track: track.clone(),
             gathered,
         });
         let peer = PeerConnectionBuilder::new()
@@ -232,6 +241,7 @@ impl WhepViewer {
             peer: Box::new(peer),
             session_url: format!("{base_url}{location}"),
             reception,
+            track,
             posted_at,
             answered_at: Instant::now(),
         }
@@ -252,6 +262,24 @@ impl WhepViewer {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Sends an RTCP Picture Loss Indication (a keyframe request) on the received track.
+    pub async fn send_pli(&self) {
+        let track = self
+            .track
+            .lock()
+            .unwrap()
+            .clone()
+            .expect("a track was received");
+        let media_ssrc = *track.ssrcs().await.first().expect("track SSRC");
+        track
+            .write_rtcp(vec![Box::new(PictureLossIndication {
+                sender_ssrc: 0,
+                media_ssrc,
+            })])
+            .await
+            .expect("PLI sent");
     }
 
     /// Closes the viewer's peer connection (without telling the gateway).

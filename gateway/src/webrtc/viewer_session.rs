@@ -71,6 +71,7 @@ enum Events {
 
 struct State {
     connected: bool,
+    ever_connected: bool,
     waiting_for_keyframe: bool,
     started: Instant,
 }
@@ -80,6 +81,7 @@ impl ViewerSession {
     pub async fn run(mut self) -> EndReason {
         let mut state = State {
             connected: false,
+            ever_connected: false,
             waiting_for_keyframe: true,
             started: Instant::now(),
         };
@@ -97,7 +99,7 @@ impl ViewerSession {
                 Events::None => {}
             }
             self.handle_reads();
-            if !state.connected && state.started.elapsed() > CONNECT_TIMEOUT {
+            if !state.ever_connected && state.started.elapsed() > CONNECT_TIMEOUT {
                 break EndReason::NeverConnected;
             }
             let now = Instant::now();
@@ -164,9 +166,13 @@ impl ViewerSession {
                 match connection {
                     RTCPeerConnectionState::Connected => {
                         state.connected = true;
+                        state.ever_connected = true;
                         state.waiting_for_keyframe = true;
                         self.subscription.feed().request_keyframe();
                     }
+                    // Nothing heard from the viewer for a while: stop sending until it is back
+                    // (it then resumes at a fresh keyframe) or the connection fails.
+                    RTCPeerConnectionState::Disconnected => state.connected = false,
                     RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
                         return Events::End(EndReason::Failed);
                     }

@@ -2,7 +2,7 @@
 //! with AES-GCM preferred, one send-only H.264 track, and the SDP answer.
 
 use std::net::{IpAddr, SocketAddr};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use rand::Rng;
 use rand::distr::Alphanumeric;
@@ -61,6 +61,11 @@ pub struct Negotiated {
     /// The H.264 payload type the viewer chose.
     pub payload_type: u8,
 }
+
+/// Silence from a viewer after which its connection counts as disconnected (media paused).
+pub const ICE_DISCONNECTED_AFTER: Duration = Duration::from_secs(4);
+/// Further silence after which it counts as failed (the session ends).
+pub const ICE_FAILED_AFTER: Duration = Duration::from_secs(6);
 
 /// Largest offer accepted (bytes); WHEP's HTTP layer enforces the same bound on the body.
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
@@ -188,6 +193,9 @@ pub fn negotiate(
         // DTLS client: send ClientHello the moment ICE succeeds instead of waiting for the
         // viewer's (webrtc-rs viewers queue theirs for ~200 ms; Chromium's is quicker, still later).
         .with_answering_dtls_role(RTCDtlsRole::Client)
+        // A viewer sends RTCP every second or so: 4 s of silence is "disconnected" (media paused),
+        // 6 s more is "failed" (session ended, everything freed), instead of 5 + 25 s by default.
+        .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), None)
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
         .with_ice_credentials(ice_ufrag.clone(), random_token(32))
         .with_srtp_protection_profiles(vec![
