@@ -18,8 +18,12 @@ main() {
     say "cargo test --workspace --all-features"
     cargo test --workspace --all-features
 
-    say "cargo bench --bench hub_fanout -- --quick"
-    cargo bench --bench hub_fanout -- --quick
+    # Benchmarks print figures; quick mode keeps CI short. They fail only if the path breaks.
+    local bench
+    for bench in hub_fanout time_to_first_frame gateway_load; do
+        say "cargo bench --bench ${bench} -- --quick"
+        cargo bench --bench "${bench}" -- --quick
+    done
 }
 
 main "$@"

@@ -199,3 +199,15 @@ fn run_serves_valid_metrics_and_exits_0_on_sigterm() {
     };
     assert_eq!(status.code(), Some(0), "exit status after SIGTERM");
 }
+
+#[test]
+fn the_shipped_example_config_is_valid() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/systemd/straja.example.toml");
+    let output = straja().args(["check-config", example]).output().unwrap();
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
