@@ -12,7 +12,6 @@ use tokio::sync::oneshot;
 pub const MAX_SESSIONS: usize = 1024;
 
 struct Entry {
-    camera: String,
     close: oneshot::Sender<()>,
 }
 
@@ -35,19 +34,13 @@ impl Sessions {
     }
 
     /// Records a running session; `false` (and the session is closed) when full.
-    pub fn insert(&self, id: String, camera: &str, close: oneshot::Sender<()>) -> bool {
+    pub fn insert(&self, id: String, close: oneshot::Sender<()>) -> bool {
         let mut entries = self.lock();
         if entries.len() >= MAX_SESSIONS {
             let _ = close.send(());
             return false;
         }
-        entries.insert(
-            id,
-            Entry {
-                camera: camera.to_owned(),
-                close,
-            },
-        );
+        entries.insert(id, Entry { close });
         true
     }
 
@@ -88,11 +81,6 @@ impl Sessions {
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()
     }
-
-    /// Sessions open now on `camera`.
-    pub fn count_for(&self, camera: &str) -> usize {
-        self.lock().values().filter(|e| e.camera == camera).count()
-    }
 }
 
 #[cfg(test)]
@@ -111,8 +99,8 @@ mod tests {
     fn close_fires_the_session_and_forgets_it() {
         let sessions = Sessions::default();
         let (tx, mut rx) = oneshot::channel();
-        assert!(sessions.insert("s1".into(), "cam", tx));
-        assert_eq!(sessions.count_for("cam"), 1);
+        assert!(sessions.insert("s1".into(), tx));
+        assert_eq!(sessions.len(), 1);
         assert!(sessions.close("s1"));
         assert!(rx.try_recv().is_ok());
         assert!(!sessions.close("s1"));

@@ -589,6 +589,10 @@ impl Process {
             .tempdir()
             .map_err(io_error("creating the browser's temporary directory"))?;
         let profile = dir.path().join("profile");
+        // Chromium makes its own temporary files (org.chromium.Chromium.*) under TMPDIR and leaves
+        // them when killed: keep them inside our directory, which is removed on drop.
+        let browser_tmp = dir.path().join("tmp");
+        std::fs::create_dir_all(&browser_tmp).map_err(io_error("creating the browser's TMPDIR"))?;
         let stderr_path = dir.path().join("chromium.log");
         let log = File::create(&stderr_path).map_err(io_error("creating chromium.log"))?;
         let log_too = log.try_clone().map_err(io_error("cloning chromium.log"))?;
@@ -597,6 +601,7 @@ impl Process {
             .args(DEFAULT_ARGS)
             .arg(format!("--user-data-dir={}", profile.display()))
             .args(extra_args)
+            .env("TMPDIR", &browser_tmp)
             .stdin(Stdio::null())
             .stdout(log_too)
             .stderr(log);

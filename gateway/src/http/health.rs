@@ -20,7 +20,10 @@ pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> (StatusCode, Json<Va
         .cameras
         .iter()
         .filter(|c| !c.is_up())
-        .map(|c| json!({ "camera": c.id, "state": c.status().state }))
+        .map(|c| match c.start_error() {
+            Some(error) => json!({ "camera": c.id, "state": c.status().state, "error": error }),
+            None => json!({ "camera": c.id, "state": c.status().state }),
+        })
         .collect();
     if not_ready.is_empty() {
         (StatusCode::OK, Json(json!({ "ready": true })))

@@ -92,10 +92,7 @@ pub async fn offer(
             ));
         }
     };
-    if !gateway
-        .sessions
-        .insert(session_id.clone(), &camera.id, started.close)
-    {
+    if !gateway.sessions.insert(session_id.clone(), started.close) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "this gateway is at its session limit; try again later",

@@ -19,6 +19,7 @@ use tokio::task::JoinHandle;
 
 use crate::config::WebrtcConfig;
 use crate::hub::Subscription;
+use udp_transport::UdpTransport;
 pub use viewer_session::EndReason;
 pub use whep_peer::{OfferError, PeerSetupError};
 
@@ -29,8 +30,6 @@ pub struct WebrtcEngine {
     next_key: AtomicU64,
     receivers: Vec<JoinHandle<()>>,
 }
-
-use udp_transport::UdpTransport;
 
 /// A viewer session that was answered and is now running.
 pub struct StartedViewer {

@@ -42,7 +42,8 @@ struct Routes {
 
 /// The shared UDP sockets and the table routing datagrams to sessions.
 pub struct UdpTransport {
-    sockets: Vec<Arc<UdpSocket>>,
+    /// Each socket with its bound address (read once: `local_addr()` is a system call).
+    sockets: Vec<(SocketAddr, Arc<UdpSocket>)>,
     routes: Mutex<Routes>,
     unmatched: IntCounter,
 }
@@ -60,7 +61,7 @@ impl UdpTransport {
             let socket = UdpSocket::bind(address)
                 .await
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {address}: {e}")))?;
-            sockets.push(Arc::new(socket));
+            sockets.push((socket.local_addr()?, Arc::new(socket)));
         }
         Ok(Arc::new(UdpTransport {
             sockets,
@@ -71,10 +72,7 @@ impl UdpTransport {
 
     /// The bound local addresses (one per socket).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.sockets
-            .iter()
-            .filter_map(|s| s.local_addr().ok())
-            .collect()
+        self.sockets.iter().map(|(address, _)| *address).collect()
     }
 
     /// Routes datagrams whose STUN username starts with `ufrag` to `inbox`, under `key`.
@@ -96,8 +94,9 @@ impl UdpTransport {
         let socket = self
             .sockets
             .iter()
-            .find(|s| s.local_addr().is_ok_and(|a| a == local))
-            .or_else(|| self.sockets.first());
+            .find(|(address, _)| *address == local)
+            .or_else(|| self.sockets.first())
+            .map(|(_, socket)| socket);
         if let Some(socket) = socket
             && let Err(e) = socket.send_to(data, remote).await
         {
@@ -105,18 +104,16 @@ impl UdpTransport {
         }
     }
 
-    /// Starts one receive task per socket; they end when `self` has no other owner left... or on
-    /// abort. Returns their handles so the server can stop them.
+    /// Starts one receive task per socket. A task ends when the transport is dropped (checked at
+    /// each datagram) or when its handle is aborted, which the owner does on drop.
     pub fn spawn_receivers(self: &Arc<Self>) -> Vec<JoinHandle<()>> {
         self.sockets
             .iter()
-            .map(|socket| {
+            .map(|(local, socket)| {
                 let transport = Arc::downgrade(self);
                 let socket = socket.clone();
+                let local = *local;
                 tokio::spawn(async move {
-                    let Ok(local) = socket.local_addr() else {
-                        return;
-                    };
                     let mut buffer = BytesMut::with_capacity(64 * MAX_DATAGRAM);
                     loop {
                         if buffer.capacity() < MAX_DATAGRAM {
