@@ -12,7 +12,7 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use straja_pipelines::{FakeCameraOptions, FakeRtspCamera};
+use straja_pipelines::FakeRtspCamera;
 use support::whep_viewer::WhepViewer;
 
 struct Daemon(Child);
@@ -75,15 +75,8 @@ async fn main() {
     } else {
         (&[0, 1, 10, 25, 50], Duration::from_secs(10))
     };
-    let camera = FakeRtspCamera::start(FakeCameraOptions {
-        width: 1280,
-        height: 720,
-        fps: 30,
-        gop_frames: 30,
-        bitrate_kbps: 2000,
-        ..Default::default()
-    })
-    .expect("fake RTSP camera");
+    let camera =
+        FakeRtspCamera::start(support::reference_camera::options()).expect("fake RTSP camera");
 
     let dir = tempfile::tempdir().expect("temp dir");
     let certs = dir.path().join("certs");

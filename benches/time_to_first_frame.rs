@@ -12,7 +12,7 @@ mod support;
 
 use std::time::Duration;
 
-use straja_pipelines::{FakeCameraOptions, FakeRtspCamera};
+use straja_pipelines::FakeRtspCamera;
 use support::chromium::Chromium;
 use support::gateway_under_test::{GatewayUnderTest, TestCamera};
 use support::whep_viewer::WhepViewer;
@@ -91,15 +91,8 @@ async fn random_pause() {
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
     let tries = if quick { 5 } else { 15 };
-    let camera = FakeRtspCamera::start(FakeCameraOptions {
-        width: 1280,
-        height: 720,
-        fps: 30,
-        gop_frames: 30,
-        bitrate_kbps: 2000,
-        ..Default::default()
-    })
-    .expect("fake RTSP camera");
+    let camera =
+        FakeRtspCamera::start(support::reference_camera::options()).expect("fake RTSP camera");
     let rtsp_url = camera.url();
     let gateway = GatewayUnderTest::start(&[
         TestCamera {
