@@ -67,6 +67,20 @@ fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+fn https_client(ca: &std::path::Path, token: &str) -> reqwest::Client {
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).expect("ca.crt")).expect("CA");
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header"),
+    );
+    reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
@@ -115,13 +129,27 @@ async fn main() {
         .find(|w| w.starts_with("https://"))
         .expect("HTTPS URL in banner")
         .to_owned();
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(certs.join("ca.crt")).unwrap()).unwrap();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .build()
-        .unwrap();
+    // Tokens as an operator gets them: from the CLI, signed with the daemon's key.
+    let token = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_straja"))
+            .args(["token", "issue", "--config"])
+            .arg(&config)
+            .args(args)
+            .output()
+            .expect("straja token issue");
+        assert!(output.status.success(), "{output:?}");
+        String::from_utf8(output.stdout)
+            .expect("UTF-8")
+            .trim()
+            .to_owned()
+    };
+    let client = https_client(
+        &certs.join("ca.crt"),
+        &token(&["--role", "security", "--camera", "cam"]),
+    );
+    let ops = https_client(&certs.join("ca.crt"), &token(&["--role", "ops"]));
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !client
+    while !ops
         .get(format!("{base_url}/readyz"))
         .send()
         .await

@@ -59,7 +59,10 @@ async fn in_process_viewer(gateway: &GatewayUnderTest, camera: &str, tries: usiz
 
 async fn chromium(gateway: &GatewayUnderTest, camera: &str, tries: usize) -> Vec<f64> {
     let browser = Chromium::launch(&[]).await.expect("Chromium");
-    let page = browser.open(&gateway.url("/")).await.expect("page");
+    let page = browser
+        .open(&gateway.url(&format!("/#token={}", gateway.security_token)))
+        .await
+        .expect("page");
     page.wait_for("window.straja !== undefined", Duration::from_secs(10))
         .await
         .expect("page script");

@@ -20,14 +20,22 @@ build_release() {
 }
 
 print_urls() {
-    cat <<'URLS'
+    local straja="${REPO_ROOT}/target/release/straja"
+    local token
+    # A security-staff token for both demo cameras, signed with the key in ./straja-state (the
+    # daemon uses the same key). It sits in the link's fragment, which browsers never send.
+    token=$("${straja}" token issue --role security --camera demo-ball --camera demo-bars \
+        --ttl 8h --subject demo)
+    cat <<URLS
 
 Straja demo (embedded configuration: two test-pattern cameras)
-  web UI and API : https://127.0.0.1:8443/   (self-signed certificate: the browser will warn)
-  health         : https://127.0.0.1:8443/healthz
-  cameras        : https://127.0.0.1:8443/api/v1/cameras
-  metrics        : http://127.0.0.1:9464/metrics
-State (the self-signed certificate, ...) goes to ./straja-state. Stop with Ctrl-C.
+  open (signed in for 8 h, as security staff for both cameras):
+    https://127.0.0.1:8443/#token=${token}
+  (self-signed certificate: the browser will warn once)
+  health  : https://127.0.0.1:8443/healthz
+  metrics : http://127.0.0.1:9464/metrics
+  more tokens: target/release/straja token issue --role ops|security [--camera ID]... [--ttl 8h]
+State (self-signed certificate, token signing key) goes to ./straja-state. Stop with Ctrl-C.
 
 URLS
 }

@@ -3,8 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use std::time::Duration;
+
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use straja_gateway::auth::{Role, TokenAuthority};
 use straja_gateway::config::Config;
 
 /// Straja edge gateway: cameras and consultations to browsers over WebRTC.
@@ -32,6 +35,33 @@ enum Command {
     Certs {
         #[command(subcommand)]
         command: CertsCommand,
+    },
+    /// Access tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print a signed access token (signed with the key in the config's state_dir).
+    Issue {
+        /// ops, security, clinician or patient.
+        #[arg(long)]
+        role: Role,
+        /// A camera the token grants (repeat for several); required for the security role.
+        #[arg(long = "camera")]
+        cameras: Vec<String>,
+        /// Lifetime: e.g. 90s, 15m, 8h, 1d (at most 24h).
+        #[arg(long, default_value = "1h", value_parser = parse_lifetime)]
+        ttl: Duration,
+        /// Who the token is for (shown in logs and, later, the audit log).
+        #[arg(long, default_value = "operator")]
+        subject: String,
+        /// Configuration file (without: the embedded demo configuration).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -77,6 +107,25 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Token {
+            command:
+                TokenCommand::Issue {
+                    role,
+                    cameras,
+                    ttl,
+                    subject,
+                    config,
+                },
+        } => match issue_token(role, &cameras, ttl, &subject, config.as_deref()) {
+            Ok(token) => {
+                println!("{token}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("straja token issue: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Run { config } => {
             init_logging();
             match run(config) {
@@ -89,6 +138,54 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+fn issue_token(
+    role: Role,
+    cameras: &[String],
+    ttl: Duration,
+    subject: &str,
+    config: Option<&std::path::Path>,
+) -> anyhow::Result<String> {
+    let config = match config {
+        Some(path) => Config::load(path)?,
+        None => Config::demo(),
+    };
+    for camera in cameras {
+        if !config.cameras.iter().any(|c| &c.id == camera) {
+            anyhow::bail!("no camera '{camera}' in the configuration");
+        }
+    }
+    if role == Role::Security && cameras.is_empty() {
+        anyhow::bail!("a security token needs at least one --camera");
+    }
+    if role != Role::Security && !cameras.is_empty() {
+        anyhow::bail!("--camera applies to the security role only");
+    }
+    let authority = TokenAuthority::load_or_create(&config.state_dir)?;
+    Ok(authority.issue(subject, role, cameras, ttl)?)
+}
+
+/// Parses a lifetime such as `90s`, `15m`, `8h` or `1d`.
+fn parse_lifetime(text: &str) -> Result<Duration, String> {
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("'{text}' has no unit; use s, m, h or d (e.g. 8h)"))?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' does not start with a number"))?;
+    let seconds = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("unknown unit '{unit}'; use s, m, h or d")),
+    };
+    number
+        .checked_mul(seconds)
+        .map(Duration::from_secs)
+        .ok_or_else(|| format!("'{text}' is too long"))
 }
 
 fn init_logging() {
@@ -149,5 +246,21 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => tracing::info!("SIGTERM received"),
         _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_parse_with_units_and_reject_nonsense() {
+        assert_eq!(parse_lifetime("90s"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_lifetime("15m"), Ok(Duration::from_secs(900)));
+        assert_eq!(parse_lifetime("8h"), Ok(Duration::from_secs(28_800)));
+        assert_eq!(parse_lifetime("1d"), Ok(Duration::from_secs(86_400)));
+        for bad in ["", "8", "h", "8x", "-1h", "99999999999999999999d"] {
+            assert!(parse_lifetime(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -19,7 +19,15 @@ async fn chromium_plays_a_camera_from_the_gateway_page() {
     gateway.wait_until_ready(Duration::from_secs(15)).await;
 
     let browser = Chromium::launch(&[]).await.expect("Chromium starts");
-    let page = browser.open(&gateway.url("/")).await.expect("page opens");
+    let page = browser
+        .open(&gateway.url(&format!("/#token={}", gateway.security_token)))
+        .await
+        .expect("page opens");
+    let address_bar = page.eval("location.href").await.expect("href");
+    assert!(
+        !address_bar.to_string().contains("token"),
+        "the token must leave the address bar: {address_bar}"
+    );
     page.wait_for(
         "document.querySelectorAll('[data-camera]').length === 1",
         Duration::from_secs(10),
@@ -84,6 +92,14 @@ async fn chromium_plays_a_camera_from_the_gateway_page() {
     assert!(stats["frames"].as_u64().unwrap_or(0) >= 60, "{stats}");
     assert_eq!(stats["width"], 640, "{stats}");
     assert_eq!(stats["height"], 480, "{stats}");
+
+    // The page works within its own Content-Security-Policy (no inline script or style).
+    let violations: Vec<String> = page
+        .console()
+        .into_iter()
+        .filter(|line| line.contains("Content Security Policy"))
+        .collect();
+    assert!(violations.is_empty(), "CSP violations: {violations:?}");
 
     // Stopping from the page deletes the session on the gateway.
     page.eval("straja.stop().then(() => true)")

@@ -211,3 +211,55 @@ fn the_shipped_example_config_is_valid() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn token_issue_signs_with_the_daemons_key_and_refuses_bad_requests() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("straja.toml");
+    let state = dir.path().join("state");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:1\"\n[[cameras]]\nid = \"gate\"\nname = \"Gate\"\nsource = \"test://ball\"\n",
+            state.display()
+        ),
+    )
+    .unwrap();
+    let issue = |args: &[&str]| {
+        straja()
+            .args(["token", "issue", "--config"])
+            .arg(&config)
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let output = issue(&["--role", "security", "--camera", "gate", "--ttl", "8h"]);
+    assert!(output.status.success(), "{output:?}");
+    let token = String::from_utf8(output.stdout).unwrap().trim().to_owned();
+    let authority = straja_gateway::auth::TokenAuthority::load_or_create(&state).unwrap();
+    let claims = authority
+        .verify(&token)
+        .expect("the daemon's key accepts it");
+    assert_eq!(claims.cameras, ["gate"]);
+    assert_eq!(claims.exp - claims.iat, 8 * 3600);
+
+    for (args, says) in [
+        (&["--role", "security"][..], "at least one --camera"),
+        (
+            &["--role", "security", "--camera", "nope"][..],
+            "no camera 'nope'",
+        ),
+        (&["--role", "ops", "--ttl", "2d"][..], "lifetime"),
+        (
+            &["--role", "ops", "--camera", "gate"][..],
+            "security role only",
+        ),
+        (&["--role", "admin"][..], "unknown role"),
+        (&["--role", "ops", "--ttl", "5x"][..], "unknown unit"),
+    ] {
+        let output = issue(args);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}

@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use straja_gateway::auth::Role;
 use support::gateway_under_test::{GatewayUnderTest, TestCamera};
 use support::whep_viewer::WhepViewer;
 
@@ -79,10 +80,21 @@ async fn bad_requests_get_clear_4xx_and_the_gateway_keeps_serving() {
     assert_eq!(status, 415, "{body}");
     assert!(error_text(&body).contains("application/sdp"), "{body}");
 
-    // Unknown camera, session and route.
+    // Unknown camera, session and route. A camera outside the token is 403 whether it exists or
+    // not (no probing for ids); one the token names but the box does not have is 404.
     let (status, body) = post_offer(&gateway, "nope", "application/sdp", "v=0\r\n").await;
-    assert_eq!(status, 404, "{body}");
+    assert_eq!(status, 403, "{body}");
     error_text(&body);
+    let scoped = gateway.client_with(Some(&gateway.token("t", Role::Security, &["nope"])));
+    let response = scoped
+        .post(gateway.url("/api/v1/cameras/nope/whep"))
+        .header("Content-Type", "application/sdp")
+        .body("v=0\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    error_text(&response.text().await.unwrap());
     let response = gateway
         .client
         .delete(gateway.url("/api/v1/sessions/0123456789abcdef0123456789abcdef"))
@@ -125,6 +137,7 @@ async fn bad_requests_get_clear_4xx_and_the_gateway_keeps_serving() {
         r#"straja_http_requests_total{code="413",route="/api/v1/cameras/{id}/whep"} 1"#,
         r#"straja_http_requests_total{code="201",route="/api/v1/cameras/{id}/whep"} 1"#,
         r#"straja_http_requests_total{code="404",route="unmatched"} 1"#,
+        r#"straja_http_requests_total{code="403",route="/api/v1/cameras/{id}/whep"} 1"#,
     ] {
         assert!(metrics.contains(series), "{series} missing:\n{metrics}");
     }
@@ -190,7 +203,7 @@ async fn api_lists_cameras_and_reports_health_over_https_only() {
 
     // One camera can never come up: not ready, and the reason names it.
     let ready = gateway
-        .client
+        .ops_client
         .get(gateway.url("/readyz"))
         .send()
         .await

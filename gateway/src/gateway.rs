@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::auth::TokenAuthority;
 use crate::cameras::Camera;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -21,6 +22,8 @@ pub struct Gateway {
     pub webrtc: WebrtcEngine,
     /// Metric families.
     pub metrics: Arc<Metrics>,
+    /// Signs and checks access tokens.
+    pub tokens: TokenAuthority,
 }
 
 impl Gateway {

@@ -37,6 +37,9 @@ pub enum StartError {
     /// TLS material is missing or unusable.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The token signing key is unusable.
+    #[error("{0}")]
+    Tokens(#[from] crate::auth::token_authority::IssueError),
     /// A listener could not be bound.
     #[error("{0}")]
     Bind(#[from] std::io::Error),
@@ -70,6 +73,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         &config.state_dir,
         config.http.listen.ip(),
     )?;
+    let tokens = crate::auth::TokenAuthority::load_or_create(&config.state_dir)?;
     let metrics = Arc::new(Metrics::new());
     let webrtc = WebrtcEngine::bind(&config.webrtc, metrics.udp_unmatched.clone()).await?;
     let media_addrs = webrtc.local_addrs();
@@ -95,6 +99,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         sessions: Sessions::default(),
         webrtc,
         metrics,
+        tokens,
     });
 
     let https = Handle::new();

@@ -12,6 +12,8 @@ use tokio::sync::oneshot;
 pub const MAX_SESSIONS: usize = 1024;
 
 struct Entry {
+    /// The token subject that opened the session.
+    owner: String,
     close: oneshot::Sender<()>,
 }
 
@@ -34,13 +36,19 @@ impl Sessions {
     }
 
     /// Records a running session; `false` (and the session is closed) when full.
-    pub fn insert(&self, id: String, close: oneshot::Sender<()>) -> bool {
+    pub fn insert(&self, id: String, owner: &str, close: oneshot::Sender<()>) -> bool {
         let mut entries = self.lock();
         if entries.len() >= MAX_SESSIONS {
             let _ = close.send(());
             return false;
         }
-        entries.insert(id, Entry { close });
+        entries.insert(
+            id,
+            Entry {
+                owner: owner.to_owned(),
+                close,
+            },
+        );
         true
     }
 
@@ -49,9 +57,17 @@ impl Sessions {
         self.lock().len() < MAX_SESSIONS
     }
 
-    /// Ends a session; `false` when there is no such session.
-    pub fn close(&self, id: &str) -> bool {
-        match self.lock().remove(id) {
+    /// Ends a session, if `owner` is `None` (any owner) or its owner; `false` otherwise or when
+    /// there is no such session.
+    pub fn close(&self, id: &str, owner: Option<&str>) -> bool {
+        let mut entries = self.lock();
+        let owned = entries
+            .get(id)
+            .is_some_and(|e| owner.is_none_or(|o| e.owner == o));
+        if !owned {
+            return false;
+        }
+        match entries.remove(id) {
             Some(entry) => {
                 let _ = entry.close.send(());
                 true
@@ -99,11 +115,12 @@ mod tests {
     fn close_fires_the_session_and_forgets_it() {
         let sessions = Sessions::default();
         let (tx, mut rx) = oneshot::channel();
-        assert!(sessions.insert("s1".into(), tx));
+        assert!(sessions.insert("s1".into(), "ana", tx));
         assert_eq!(sessions.len(), 1);
-        assert!(sessions.close("s1"));
+        assert!(!sessions.close("s1", Some("bob")), "not bob's session");
+        assert!(sessions.close("s1", Some("ana")));
         assert!(rx.try_recv().is_ok());
-        assert!(!sessions.close("s1"));
+        assert!(!sessions.close("s1", None));
         assert!(sessions.is_empty());
     }
 }

@@ -4,6 +4,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+use straja_gateway::auth::Role;
 use straja_gateway::config::Config;
 use straja_gateway::server::{RunningGateway, start};
 
@@ -13,11 +14,38 @@ pub struct GatewayUnderTest {
     pub running: RunningGateway,
     /// `https://127.0.0.1:PORT`.
     pub base_url: String,
-    /// An HTTPS client trusting the test CA.
+    /// An HTTPS client trusting the test CA, signed in as security staff for every camera.
     pub client: reqwest::Client,
+    /// The same, signed in as ops.
+    pub ops_client: reqwest::Client,
+    /// The same, with no token.
+    pub anonymous: reqwest::Client,
+    /// The security token `client` uses (for pages opened in a browser).
+    pub security_token: String,
     /// The test CA certificate (PEM file).
     pub ca_cert: PathBuf,
     _state_dir: tempfile::TempDir,
+}
+
+const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
+
+fn https_client(ca_cert: &std::path::Path, token: Option<&str>) -> reqwest::Client {
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(ca_cert).expect("ca.crt")).expect("CA PEM");
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        headers.insert(
+            reqwest::header::AUTHORIZATION,
+            format!("Bearer {token}").parse().expect("header value"),
+        );
+    }
+    reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .https_only(true)
+        .default_headers(headers)
+        .timeout(std::time::Duration::from_secs(10))
+        .build()
+        .expect("HTTPS client")
 }
 
 /// One camera for the test config.
@@ -58,21 +86,39 @@ udp_listen = "127.0.0.1:0"
         let config = Config::parse(&toml).expect("valid test config");
         let running = start(config).await.expect("gateway starts");
         let ca_cert = certs.join("ca.crt");
-        let ca = reqwest::Certificate::from_pem(&std::fs::read(&ca_cert).expect("ca.crt"))
-            .expect("CA PEM");
-        let client = reqwest::Client::builder()
-            .add_root_certificate(ca)
-            .https_only(true)
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .expect("HTTPS client");
+        let all_cameras: Vec<String> = cameras.iter().map(|c| c.id.to_owned()).collect();
+        let tokens = &running.gateway().tokens;
+        let security_token = tokens
+            .issue("test-security", Role::Security, &all_cameras, HOUR)
+            .expect("security token");
+        let ops_token = tokens
+            .issue("test-ops", Role::Ops, &[], HOUR)
+            .expect("ops token");
         GatewayUnderTest {
             base_url: format!("https://127.0.0.1:{}", running.https_addr.port()),
+            client: https_client(&ca_cert, Some(&security_token)),
+            ops_client: https_client(&ca_cert, Some(&ops_token)),
+            anonymous: https_client(&ca_cert, None),
+            security_token,
             running,
-            client,
             ca_cert,
             _state_dir: state_dir,
         }
+    }
+
+    /// A token signed by this gateway.
+    pub fn token(&self, subject: &str, role: Role, cameras: &[&str]) -> String {
+        let cameras: Vec<String> = cameras.iter().map(|c| c.to_string()).collect();
+        self.running
+            .gateway()
+            .tokens
+            .issue(subject, role, &cameras, HOUR)
+            .expect("token")
+    }
+
+    /// An HTTPS client trusting the test CA that sends `token` (or none).
+    pub fn client_with(&self, token: Option<&str>) -> reqwest::Client {
+        https_client(&self.ca_cert, token)
     }
 
     /// `base_url` + `path`.
@@ -102,7 +148,7 @@ udp_listen = "127.0.0.1:0"
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let ready = self
-                .client
+                .ops_client
                 .get(self.url("/readyz"))
                 .send()
                 .await

@@ -2,13 +2,24 @@
 
 use std::sync::Arc;
 
-use axum::Json;
 use axum::extract::State;
+use axum::{Extension, Json};
 
+use crate::auth::{Claims, Role};
 use crate::cameras::CameraStatus;
 use crate::gateway::Gateway;
 
-/// The cameras, in config order.
-pub async fn list(State(gateway): State<Arc<Gateway>>) -> Json<Vec<CameraStatus>> {
-    Json(gateway.cameras.iter().map(|c| c.status()).collect())
+/// The cameras, in config order: all of them for ops, the token's own for security staff.
+pub async fn list(
+    State(gateway): State<Arc<Gateway>>,
+    Extension(claims): Extension<Claims>,
+) -> Json<Vec<CameraStatus>> {
+    Json(
+        gateway
+            .cameras
+            .iter()
+            .filter(|c| claims.role == Role::Ops || claims.may_view(&c.id))
+            .map(|c| c.status())
+            .collect(),
+    )
 }

@@ -1,4 +1,5 @@
-//! The HTTPS API: routes, limits and middleware. Handlers live one concept per file.
+//! The HTTPS API: routes, limits and middleware. Handlers live one concept per file; who may call
+//! each route is in [`crate::auth::access_policy`], and a test keeps the two lists in step.
 
 pub mod api_error;
 pub mod cameras;
@@ -12,21 +13,37 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::{MethodRouter, delete, get, post};
 
+use crate::auth::require_access::require_access;
 use crate::gateway::Gateway;
 use api_error::ApiError;
 
+/// Every route: method, template, handler.
+pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)> {
+    vec![
+        ("GET", "/", get(page::index)),
+        ("GET", "/app.css", get(page::style)),
+        ("GET", "/app.js", get(page::script)),
+        ("GET", "/healthz", get(health::healthz)),
+        ("GET", "/readyz", get(health::readyz)),
+        ("GET", "/api/v1/cameras", get(cameras::list)),
+        ("POST", "/api/v1/cameras/{id}/whep", post(whep::offer)),
+        ("DELETE", "/api/v1/sessions/{sid}", delete(whep::delete)),
+    ]
+}
+
 /// The API's router.
 pub fn router(gateway: Arc<Gateway>) -> Router {
-    Router::new()
-        .route("/", get(page::index))
-        .route("/app.js", get(page::script))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz))
-        .route("/api/v1/cameras", get(cameras::list))
-        .route("/api/v1/cameras/{id}/whep", post(whep::offer))
-        .route("/api/v1/sessions/{sid}", delete(whep::delete))
+    let mut router = Router::new();
+    for (_, path, handler) in routes() {
+        router = router.route(path, handler);
+    }
+    router
+        .route_layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            require_access,
+        ))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(DefaultBodyLimit::max(whep::MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(
@@ -35,4 +52,31 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         ))
         .layer(axum::middleware::from_fn(security_headers::add))
         .with_state(gateway)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::access_policy::{RULES, rule};
+
+    #[test]
+    fn every_route_has_an_access_rule_and_every_rule_a_route() {
+        let routes = routes();
+        for (method, path, _) in &routes {
+            assert!(
+                rule(method, path).is_some(),
+                "{method} {path} has no entry in auth::access_policy::RULES"
+            );
+        }
+        for r in RULES {
+            assert!(
+                routes
+                    .iter()
+                    .any(|(m, p, _)| *m == r.method && *p == r.path),
+                "the rule for {} {} matches no route",
+                r.method,
+                r.path
+            );
+        }
+    }
 }

@@ -1,5 +1,5 @@
 //! The web page at `/`: lists the cameras and plays one live over WHEP. Static files compiled in;
-//! no inline script, so the Content-Security-Policy can forbid it.
+//! no inline script or style, so the Content-Security-Policy can forbid them.
 
 use axum::http::header;
 use axum::response::IntoResponse;
@@ -9,6 +9,14 @@ pub async fn index() -> impl IntoResponse {
     (
         [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
         include_str!("assets/index.html"),
+    )
+}
+
+/// `GET /app.css`.
+pub async fn style() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/css; charset=utf-8")],
+        include_str!("assets/app.css"),
     )
 }
 

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
+use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
@@ -11,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::api_error::ApiError;
+use crate::auth::{Claims, Role};
 use crate::gateway::Gateway;
 use crate::sessions::new_session_id;
 use crate::webrtc::EndReason;
@@ -42,6 +44,7 @@ pub fn body_error(rejection: BytesRejection) -> ApiError {
 pub async fn offer(
     State(gateway): State<Arc<Gateway>>,
     Path(camera_id): Path<String>,
+    Extension(claims): Extension<Claims>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -92,7 +95,10 @@ pub async fn offer(
             ));
         }
     };
-    if !gateway.sessions.insert(session_id.clone(), started.close) {
+    if !gateway
+        .sessions
+        .insert(session_id.clone(), &claims.sub, started.close)
+    {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "this gateway is at its session limit; try again later",
@@ -115,12 +121,15 @@ pub async fn offer(
         .into_response())
 }
 
-/// Ends a session: 200, or 404 when there is no such session.
+/// Ends a session: 200, or 404 when there is no such session or it is someone else's (ops may
+/// end any session).
 pub async fn delete(
     State(gateway): State<Arc<Gateway>>,
     Path(session_id): Path<String>,
+    Extension(claims): Extension<Claims>,
 ) -> Result<StatusCode, ApiError> {
-    if gateway.sessions.close(&session_id) {
+    let owner = (claims.role != Role::Ops).then_some(claims.sub.as_str());
+    if gateway.sessions.close(&session_id, owner) {
         gateway.export_session_count();
         Ok(StatusCode::OK)
     } else {

@@ -2,7 +2,9 @@
 // window.straja exposes play(id), stop() and the current RTCPeerConnection for tests and debugging.
 "use strict";
 
+const TOKEN_KEY = "straja.token";
 const statusEl = document.getElementById("status");
+const signinEl = document.getElementById("signin");
 const listEl = document.getElementById("cameras");
 const video = document.getElementById("video");
 const straja = { pc: null, session: null, camera: null };
@@ -10,8 +12,39 @@ window.straja = straja;
 
 function setStatus(text) { statusEl.textContent = text; }
 
+// Access token: from a link's fragment (#token=..., never sent to the server in the URL and removed
+// from the address bar at once), kept for this tab only.
+function takeTokenFromFragment() {
+  const match = location.hash.match(/(?:^#|&)token=([^&]+)/);
+  if (!match) return;
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
+function authorized(headers = {}) {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { ...headers, Authorization: `Bearer ${token}` } : headers;
+}
+
+function askForToken(reason) {
+  sessionStorage.removeItem(TOKEN_KEY);
+  signinEl.hidden = false;
+  setStatus(reason);
+}
+
+signinEl.addEventListener("submit", (event) => {
+  event.preventDefault();
+  sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value.trim());
+  signinEl.hidden = true;
+  straja.ready = loadCameras().catch((e) => setStatus(e.message));
+});
+
 async function loadCameras() {
-  const response = await fetch("/api/v1/cameras");
+  const response = await fetch("/api/v1/cameras", { headers: authorized() });
+  if (response.status === 401) {
+    askForToken("Sign in with an access token");
+    return [];
+  }
   if (!response.ok) throw new Error(`cameras: HTTP ${response.status}`);
   const cameras = await response.json();
   listEl.replaceChildren(...cameras.map((camera) => {
@@ -38,7 +71,7 @@ straja.stop = async function stop() {
   straja.pc = null;
   straja.session = null;
   if (pc) pc.close();
-  if (session) await fetch(session, { method: "DELETE" }).catch(() => {});
+  if (session) await fetch(session, { method: "DELETE", headers: authorized() }).catch(() => {});
   video.srcObject = null;
 };
 
@@ -70,9 +103,14 @@ straja.play = async function play(cameraId) {
   mark("offer");
   const response = await fetch(`/api/v1/cameras/${encodeURIComponent(cameraId)}/whep`, {
     method: "POST",
-    headers: { "Content-Type": "application/sdp" },
+    headers: authorized({ "Content-Type": "application/sdp" }),
     body: pc.localDescription.sdp,
   });
+  if (response.status === 401) {
+    pc.close();
+    askForToken("Your access token is no longer valid: sign in again");
+    throw new Error("Sign in again");
+  }
   if (response.status !== 201) {
     let reason = `HTTP ${response.status}`;
     try { reason = (await response.json()).error || reason; } catch (_) { /* not JSON */ }
@@ -96,4 +134,5 @@ straja.framesDecoded = async function framesDecoded() {
 };
 
 window.addEventListener("pagehide", () => { straja.stop(); });
+takeTokenFromFragment();
 straja.ready = loadCameras().catch((e) => setStatus(e.message));

@@ -1,0 +1,12 @@
+//! Identity and access control: the gateway's signed access tokens, the roles they carry, the one
+//! table of which role may use which route, and the middleware that enforces it on every request.
+
+pub mod access_policy;
+pub mod claims;
+pub mod require_access;
+pub mod role;
+pub mod token_authority;
+
+pub use claims::Claims;
+pub use role::Role;
+pub use token_authority::{TokenAuthority, TokenError};

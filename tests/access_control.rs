@@ -1,0 +1,191 @@
+//! Every route × every caller: no token, a bad token, and each role (security staff with and
+//! without the camera in their token) get exactly the status the access policy promises — 401,
+//! 403 or success. The list of routes comes from the router itself, and a unit test in the
+//! gateway fails if a route is added without a rule, so this matrix cannot silently miss one.
+
+mod support;
+
+use std::time::Duration;
+
+use straja_gateway::auth::Role;
+use support::gateway_under_test::{GatewayUnderTest, TestCamera};
+
+#[derive(Clone, Copy, Debug)]
+enum Expect {
+    Ok,
+    Unauthorized,
+    Forbidden,
+}
+
+/// One cell of the matrix.
+struct Case {
+    method: &'static str,
+    path: &'static str,
+    caller: &'static str,
+    expect: Expect,
+}
+
+const CALLERS: [&str; 7] = [
+    "anonymous",
+    "forged",
+    "ops",
+    "security-gate",
+    "security-yard",
+    "clinician",
+    "patient",
+];
+
+/// What each caller gets on each route (public routes: everyone gets through).
+fn expected(method: &str, path: &str, caller: &str) -> Expect {
+    use Expect::*;
+    match (method, path) {
+        ("GET", "/" | "/app.css" | "/app.js" | "/healthz") => Ok,
+        _ if caller == "anonymous" || caller == "forged" => Unauthorized,
+        ("GET", "/readyz") => match caller {
+            "ops" => Ok,
+            _ => Forbidden,
+        },
+        ("GET", "/api/v1/cameras") => match caller {
+            "ops" | "security-gate" | "security-yard" => Ok,
+            _ => Forbidden,
+        },
+        ("POST", "/api/v1/cameras/{id}/whep") => match caller {
+            "security-gate" => Ok,
+            _ => Forbidden,
+        },
+        ("DELETE", "/api/v1/sessions/{sid}") => match caller {
+            "ops" | "security-gate" | "security-yard" => Ok,
+            _ => Forbidden,
+        },
+        _ => panic!("no expectation for {method} {path}: add it to this test"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_every_role_as_the_policy_says() {
+    let gateway = GatewayUnderTest::start(&[
+        TestCamera {
+            id: "gate",
+            source: "test://ball?width=160&height=120",
+        },
+        TestCamera {
+            id: "yard",
+            source: "test://smpte?width=160&height=120",
+        },
+    ])
+    .await;
+    gateway.wait_until_ready(Duration::from_secs(15)).await;
+    let forged = {
+        // Right shape, wrong key.
+        let other = straja_gateway::auth::TokenAuthority::from_key(&[9u8; 32]).unwrap();
+        other
+            .issue("mallory", Role::Ops, &[], Duration::from_secs(60))
+            .unwrap()
+    };
+    let token_for = |caller: &str| -> Option<String> {
+        match caller {
+            "anonymous" => None,
+            "forged" => Some(forged.clone()),
+            "ops" => Some(gateway.token("o", Role::Ops, &[])),
+            "security-gate" => Some(gateway.token("s1", Role::Security, &["gate"])),
+            "security-yard" => Some(gateway.token("s2", Role::Security, &["yard"])),
+            "clinician" => Some(gateway.token("c", Role::Clinician, &[])),
+            "patient" => Some(gateway.token("p", Role::Patient, &[])),
+            _ => unreachable!(),
+        }
+    };
+
+    let mut cases = Vec::new();
+    for (method, path, _) in straja_gateway::http::routes() {
+        for caller in CALLERS {
+            cases.push(Case {
+                method,
+                path,
+                caller,
+                expect: expected(method, path, caller),
+            });
+        }
+    }
+    let mut failures = Vec::new();
+    for case in &cases {
+        let client = gateway.client_with(token_for(case.caller).as_deref());
+        let concrete = case
+            .path
+            .replace("{id}", "gate")
+            .replace("{sid}", "00000000000000000000000000000000");
+        let request = match case.method {
+            "GET" => client.get(gateway.url(&concrete)),
+            "POST" => client
+                .post(gateway.url(&concrete))
+                .header("Content-Type", "application/sdp")
+                .body("v=0\r\n"),
+            "DELETE" => client.delete(gateway.url(&concrete)),
+            other => panic!("method {other} not covered by this test"),
+        };
+        let response = request.send().await.expect("request");
+        let status = response.status().as_u16();
+        let www_authenticate = response.headers().contains_key("www-authenticate");
+        let ok = match case.expect {
+            Expect::Unauthorized => status == 401 && www_authenticate,
+            Expect::Forbidden => status == 403,
+            // Past authorization the handler decides: a stub offer is 400, an unknown session 404.
+            Expect::Ok => status != 401 && status != 403 && status < 500,
+        };
+        if !ok {
+            failures.push(format!(
+                "{} {} as {}: got {status}, expected {:?}",
+                case.method, case.path, case.caller, case.expect
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    println!("{} route × caller cases checked", cases.len());
+
+    // Security staff see only their cameras in the list.
+    let cameras: serde_json::Value = gateway
+        .client_with(Some(&gateway.token("s1", Role::Security, &["gate"])))
+        .get(gateway.url("/api/v1/cameras"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = cameras
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, ["gate"]);
+
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_owner_or_ops_can_end_a_session() {
+    let gateway = GatewayUnderTest::start(&[TestCamera {
+        id: "gate",
+        source: "test://ball?width=160&height=120",
+    }])
+    .await;
+    gateway.wait_until_ready(Duration::from_secs(15)).await;
+    let viewer =
+        support::whep_viewer::WhepViewer::connect(&gateway.client, &gateway.base_url, "gate").await;
+    let colleague = gateway.client_with(Some(&gateway.token("other", Role::Security, &["gate"])));
+    let response = colleague.delete(&viewer.session_url).send().await.unwrap();
+    assert_eq!(
+        response.status(),
+        404,
+        "someone else's session is not theirs to end"
+    );
+    let response = gateway
+        .ops_client
+        .delete(&viewer.session_url)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200, "ops may end any session");
+    viewer.close().await;
+    gateway.shutdown().await;
+}
