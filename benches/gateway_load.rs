@@ -13,6 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use straja_pipelines::FakeRtspCamera;
+use support::gateway_under_test::https_client;
 use support::whep_viewer::WhepViewer;
 
 struct Daemon(Child);
@@ -65,20 +66,6 @@ fn rss_mib(pid: u32) -> f64 {
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
         .map(|kib| kib / 1024.0)
         .unwrap_or(f64::NAN)
-}
-
-fn https_client(ca: &std::path::Path, token: &str) -> reqwest::Client {
-    let ca = reqwest::Certificate::from_pem(&std::fs::read(ca).expect("ca.crt")).expect("CA");
-    let mut headers = reqwest::header::HeaderMap::new();
-    headers.insert(
-        reqwest::header::AUTHORIZATION,
-        format!("Bearer {token}").parse().expect("header"),
-    );
-    reqwest::Client::builder()
-        .add_root_certificate(ca)
-        .default_headers(headers)
-        .build()
-        .expect("client")
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -143,11 +130,10 @@ async fn main() {
             .trim()
             .to_owned()
     };
-    let client = https_client(
-        &certs.join("ca.crt"),
-        &token(&["--role", "security", "--camera", "cam"]),
-    );
-    let ops = https_client(&certs.join("ca.crt"), &token(&["--role", "ops"]));
+    let security_token = token(&["--role", "security", "--camera", "cam"]);
+    let ops_token = token(&["--role", "ops"]);
+    let client = https_client(&certs.join("ca.crt"), Some(&security_token));
+    let ops = https_client(&certs.join("ca.crt"), Some(&ops_token));
     let deadline = Instant::now() + Duration::from_secs(20);
     while !ops
         .get(format!("{base_url}/readyz"))

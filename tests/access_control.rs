@@ -142,21 +142,8 @@ async fn every_route_answers_every_role_as_the_policy_says() {
     println!("{} route × caller cases checked", cases.len());
 
     // Security staff see only their cameras in the list.
-    let cameras: serde_json::Value = gateway
-        .client_with(Some(&gateway.token("s1", Role::Security, &["gate"])))
-        .get(gateway.url("/api/v1/cameras"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let ids: Vec<&str> = cameras
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["id"].as_str().unwrap())
-        .collect();
+    let staff = gateway.client_with(Some(&gateway.token("s1", Role::Security, &["gate"])));
+    let (_, ids) = gateway.cameras_seen_by(&staff).await;
     assert_eq!(ids, ["gate"]);
 
     gateway.shutdown().await;

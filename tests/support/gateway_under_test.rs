@@ -29,7 +29,8 @@ pub struct GatewayUnderTest {
 
 const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
 
-fn https_client(ca_cert: &std::path::Path, token: Option<&str>) -> reqwest::Client {
+/// An HTTPS client that trusts only `ca_cert` and sends `token` as a bearer token, if given.
+pub fn https_client(ca_cert: &std::path::Path, token: Option<&str>) -> reqwest::Client {
     let ca =
         reqwest::Certificate::from_pem(&std::fs::read(ca_cert).expect("ca.crt")).expect("CA PEM");
     let mut headers = reqwest::header::HeaderMap::new();
@@ -124,6 +125,28 @@ udp_listen = "127.0.0.1:0"
     /// `base_url` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// `GET /api/v1/cameras` as `client` sees it: the JSON list and the ids in it.
+    pub async fn cameras_seen_by(
+        &self,
+        client: &reqwest::Client,
+    ) -> (serde_json::Value, Vec<String>) {
+        let cameras: serde_json::Value = client
+            .get(self.url("/api/v1/cameras"))
+            .send()
+            .await
+            .expect("cameras request")
+            .json()
+            .await
+            .expect("cameras JSON");
+        let ids = cameras
+            .as_array()
+            .expect("a list")
+            .iter()
+            .map(|c| c["id"].as_str().expect("an id").to_owned())
+            .collect();
+        (cameras, ids)
     }
 
     /// The metrics listener's address.
