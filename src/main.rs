@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use straja_gateway::audit::{Action, AuditEvent, AuditLog, Outcome};
 use straja_gateway::auth::{Role, TokenAuthority};
 use straja_gateway::config::Config;
 
@@ -40,6 +41,22 @@ enum Command {
     Token {
         #[command(subcommand)]
         command: TokenCommand,
+    },
+    /// The tamper-evident audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check the audit log's hash chain: exit 0, or 1 naming the first altered, removed or
+    /// reordered record.
+    Verify {
+        /// Configuration file (without: the embedded demo configuration).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -126,6 +143,28 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Audit {
+            command: AuditCommand::Verify { config },
+        } => {
+            let config = match load_or_demo(config.as_deref()) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("straja audit verify: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
+            let path = AuditLog::path_in(&config.state_dir);
+            match straja_gateway::audit::verify(&path) {
+                Ok(records) => {
+                    println!("{}: {records} records, chain intact", path.display());
+                    ExitCode::SUCCESS
+                }
+                Err(broken) => {
+                    eprintln!("{}: chain broken at {broken}", path.display());
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run { config } => {
             init_logging();
             match run(config) {
@@ -147,10 +186,7 @@ fn issue_token(
     subject: &str,
     config: Option<&std::path::Path>,
 ) -> anyhow::Result<String> {
-    let config = match config {
-        Some(path) => Config::load(path)?,
-        None => Config::demo(),
-    };
+    let config = load_or_demo(config)?;
     for camera in cameras {
         if !config.cameras.iter().any(|c| &c.id == camera) {
             anyhow::bail!("no camera '{camera}' in the configuration");
@@ -163,7 +199,38 @@ fn issue_token(
         anyhow::bail!("--camera applies to the security role only");
     }
     let authority = TokenAuthority::load_or_create(&config.state_dir)?;
-    Ok(authority.issue(subject, role, cameras, ttl)?)
+    let audit = AuditLog::open(&config.state_dir)?;
+    let token = authority.issue(subject, role, cameras, ttl)?;
+    let claims = authority.verify(&token)?;
+    let issuer = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());
+    // The token is printed only once its issue is on record.
+    audit.append(AuditEvent {
+        actor: format!("cli:{issuer}"),
+        role: None,
+        action: Action::TokenIssue,
+        resource: format!("token:{}", claims.jti),
+        outcome: Outcome::Allowed,
+        source: None,
+        reason: Some(format!(
+            "for {} as {}{}, {} s",
+            claims.sub,
+            role.as_str(),
+            if cameras.is_empty() {
+                String::new()
+            } else {
+                format!(" on {}", cameras.join(","))
+            },
+            ttl.as_secs()
+        )),
+    })?;
+    Ok(token)
+}
+
+fn load_or_demo(config: Option<&std::path::Path>) -> anyhow::Result<Config> {
+    Ok(match config {
+        Some(path) => Config::load(path)?,
+        None => Config::demo(),
+    })
 }
 
 /// Parses a lifetime such as `90s`, `15m`, `8h` or `1d`.

@@ -242,6 +242,15 @@ fn token_issue_signs_with_the_daemons_key_and_refuses_bad_requests() {
         .expect("the daemon's key accepts it");
     assert_eq!(claims.cameras, ["gate"]);
     assert_eq!(claims.exp - claims.iat, 8 * 3600);
+    let audit = std::fs::read_to_string(state.join("audit/audit.log")).unwrap();
+    assert!(
+        audit.contains("\"token.issue\"") && audit.contains(&claims.jti),
+        "the issue is on record: {audit}"
+    );
+    assert!(
+        !audit.contains(&token),
+        "the token itself is never recorded"
+    );
 
     for (args, says) in [
         (&["--role", "security"][..], "at least one --camera"),

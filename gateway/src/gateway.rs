@@ -3,6 +3,7 @@
 
 use std::sync::Arc;
 
+use crate::audit::{AuditError, AuditEvent, AuditLog};
 use crate::auth::TokenAuthority;
 use crate::cameras::Camera;
 use crate::config::Config;
@@ -24,12 +25,26 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// Signs and checks access tokens.
     pub tokens: TokenAuthority,
+    /// The tamper-evident audit log.
+    pub audit: Arc<AuditLog>,
 }
 
 impl Gateway {
     /// The camera with this id.
     pub fn camera(&self, id: &str) -> Option<&Camera> {
         self.cameras.iter().find(|c| c.id == id)
+    }
+
+    /// Appends an audit record and waits until it is on disk.
+    pub async fn audit(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let audit = self.audit.clone();
+        match tokio::task::spawn_blocking(move || audit.append(event)).await {
+            Ok(result) => result.map(|_| ()),
+            Err(e) => Err(AuditError::Io {
+                path: self.audit.path().to_owned(),
+                source: std::io::Error::other(e.to_string()),
+            }),
+        }
     }
 
     /// Keeps `straja_webrtc_sessions` equal to the registry's size.

@@ -6,6 +6,7 @@
 
 #![deny(missing_docs)]
 
+pub mod audit;
 pub mod auth;
 pub mod cameras;
 pub mod config;

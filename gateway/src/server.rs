@@ -37,6 +37,9 @@ pub enum StartError {
     /// TLS material is missing or unusable.
     #[error("TLS: {0}")]
     Tls(#[from] crate::tls::TlsError),
+    /// The audit log cannot be opened or continued.
+    #[error("{0}")]
+    Audit(#[from] crate::audit::AuditError),
     /// The token signing key is unusable.
     #[error("{0}")]
     Tokens(#[from] crate::auth::token_authority::IssueError),
@@ -74,6 +77,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         config.http.listen.ip(),
     )?;
     let tokens = crate::auth::TokenAuthority::load_or_create(&config.state_dir)?;
+    let audit = Arc::new(crate::audit::AuditLog::open(&config.state_dir)?);
     let metrics = Arc::new(Metrics::new());
     let webrtc = WebrtcEngine::bind(&config.webrtc, metrics.udp_unmatched.clone()).await?;
     let media_addrs = webrtc.local_addrs();
@@ -100,6 +104,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         webrtc,
         metrics,
         tokens,
+        audit,
     });
 
     let https = Handle::new();
@@ -107,7 +112,8 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     let server = axum_server::from_tcp_rustls(https_listener, RustlsConfig::from_config(tls))?
         .handle(https.clone());
     let https_task = tokio::spawn(async move {
-        if let Err(e) = server.serve(app.into_make_service()).await {
+        let service = app.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = server.serve(service).await {
             tracing::error!(error = %e, "HTTPS listener failed");
         }
     });

@@ -107,6 +107,11 @@ udp_listen = "127.0.0.1:0"
         }
     }
 
+    /// The gateway's state directory.
+    pub fn state_dir(&self) -> &std::path::Path {
+        self._state_dir.path()
+    }
+
     /// A token signed by this gateway.
     pub fn token(&self, subject: &str, role: Role, cameras: &[&str]) -> String {
         let cameras: Vec<String> = cameras.iter().map(|c| c.to_string()).collect();

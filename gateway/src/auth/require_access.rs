@@ -5,13 +5,17 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, MatchedPath, RawPathParams, Request, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, RawPathParams, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::access_policy::{self, Access, Decision};
+use super::claims::Claims;
 use super::token_authority::TokenError;
+use crate::audit::{Action, AuditEvent, Outcome};
 use crate::gateway::Gateway;
 use crate::http::api_error::ApiError;
 
@@ -61,9 +65,17 @@ pub async fn require_access(
         Access::Public => return next.run(request).await,
         Access::Roles { camera_param, .. } => camera_param,
     };
+    let source = request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.to_string());
+    let route = format!("route:{method} {}", path.as_str());
     let claims = match bearer(&request).and_then(|token| gateway.tokens.verify(token)) {
         Ok(claims) => claims,
-        Err(error) => return unauthorized(error),
+        Err(error) => {
+            record_denial(&gateway, None, route, source, error.to_string()).await;
+            return unauthorized(error);
+        }
     };
     let (mut parts, body) = request.into_parts();
     let camera = match camera_param {
@@ -80,8 +92,35 @@ pub async fn require_access(
     };
     if let Decision::Forbid(reason) = access_policy::decide(rule.access, &claims, camera.as_deref())
     {
+        let resource = match &camera {
+            Some(camera) => format!("camera:{camera}"),
+            None => route,
+        };
+        record_denial(&gateway, Some(&claims), resource, source, reason.clone()).await;
         return ApiError::new(StatusCode::FORBIDDEN, reason).into_response();
     }
     parts.extensions.insert(claims);
     next.run(Request::from_parts(parts, body)).await
+}
+
+/// Records a refusal in the audit log (the refusal stands even if the record cannot be written).
+async fn record_denial(
+    gateway: &Gateway,
+    claims: Option<&Claims>,
+    resource: String,
+    source: Option<String>,
+    reason: String,
+) {
+    let event = AuditEvent {
+        actor: claims.map_or_else(|| "anonymous".to_owned(), |c| c.sub.clone()),
+        role: claims.map(|c| c.role),
+        action: Action::AccessDenied,
+        resource,
+        outcome: Outcome::Denied,
+        source,
+        reason: Some(reason),
+    };
+    if let Err(e) = gateway.audit(event).await {
+        tracing::error!(error = %e, "cannot record a refusal in the audit log");
+    }
 }

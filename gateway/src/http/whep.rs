@@ -1,17 +1,19 @@
 //! WHEP (WebRTC-HTTP Egress Protocol): `POST /api/v1/cameras/{id}/whep` answers a viewer's offer
 //! and starts its session; `DELETE /api/v1/sessions/{sid}` ends it.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
 use axum::Extension;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::api_error::ApiError;
+use crate::audit::{Action, AuditEvent, Outcome};
 use crate::auth::{Claims, Role};
 use crate::gateway::Gateway;
 use crate::sessions::new_session_id;
@@ -45,6 +47,7 @@ pub async fn offer(
     State(gateway): State<Arc<Gateway>>,
     Path(camera_id): Path<String>,
     Extension(claims): Extension<Claims>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -69,14 +72,34 @@ pub async fn offer(
     }
 
     let session_id = new_session_id();
+    let view = |action, outcome, reason: Option<String>| AuditEvent {
+        actor: claims.sub.clone(),
+        role: Some(claims.role),
+        action,
+        resource: format!("camera:{} session:{}", camera.id, &session_id[..8]),
+        outcome,
+        source: Some(client.to_string()),
+        reason,
+    };
     let on_end = {
         let gateway = Arc::downgrade(&gateway);
         let session_id = session_id.clone();
         let camera = camera.id.clone();
+        let stop = view(Action::ViewStop, Outcome::Ended, None);
         move |reason: EndReason| {
             if let Some(gateway) = gateway.upgrade() {
                 gateway.sessions.remove(&session_id);
                 gateway.export_session_count();
+                let audit = gateway.audit.clone();
+                let stop = AuditEvent {
+                    reason: Some(format!("{reason:?}")),
+                    ..stop
+                };
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = audit.append(stop) {
+                        tracing::error!(error = %e, "cannot record a view's end in the audit log");
+                    }
+                });
             }
             tracing::info!(%camera, session = &session_id[..8], ?reason, "viewer session ended");
         }
@@ -95,6 +118,17 @@ pub async fn offer(
             ));
         }
     };
+    // The grant is on disk before the viewer gets its answer; without the record, no view.
+    if let Err(e) = gateway
+        .audit(view(Action::ViewStart, Outcome::Allowed, None))
+        .await
+    {
+        tracing::error!(error = %e, "cannot record a view in the audit log: refused");
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the audit log cannot be written; access is refused until it can",
+        ));
+    }
     if !gateway
         .sessions
         .insert(session_id.clone(), &claims.sub, started.close)
