@@ -35,13 +35,15 @@ RUNTIME_PACKAGES=(
 )
 
 # Tests: a real browser (WebRTC viewer), decoders and ffprobe (checking recordings),
-# promtool and a real Prometheus server (scraping /metrics), systemd-analyze (the unit file).
+# promtool and a real Prometheus server (scraping /metrics), systemd-analyze (the unit file),
+# openssl s_client (the TLS policy as a real client sees it).
 TEST_PACKAGES=(
     chromium
     gstreamer1.0-libav
     ffmpeg
     prometheus
     systemd
+    openssl
 )
 
 say() { printf '==> %s\n' "$*"; }
@@ -56,7 +58,7 @@ Usage: scripts/setup.sh [--test]
 
 Installs the Debian 12 packages needed to build and run Straja and checks the Rust toolchain.
   --test    also install what the test suite needs (chromium, gstreamer1.0-libav, ffmpeg,
-            prometheus, systemd)
+            prometheus, systemd, openssl)
 Environment: APT_LOCK_WAIT=SECONDS (default 600) bounds the wait for another apt/dpkg process.
 EOF
 }

@@ -81,3 +81,41 @@ async fn a_viewer_that_vanishes_is_cleaned_up() {
     );
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_camera_at_its_session_cap_answers_503_with_retry_after() {
+    let gateway = GatewayUnderTest::start_with(
+        &[TestCamera {
+            id: "ward",
+            source: "test://ball?width=160&height=120",
+        }],
+        "[limits]\nmax_sessions_per_camera = 1\n",
+    )
+    .await;
+    gateway.wait_until_ready(Duration::from_secs(15)).await;
+    let first = WhepViewer::connect(&gateway.client, &gateway.base_url, "ward").await;
+    let second = gateway
+        .client
+        .post(gateway.url("/api/v1/cameras/ward/whep"))
+        .header("Content-Type", "application/sdp")
+        .body("v=0\r\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(second.status(), 503);
+    assert_eq!(
+        second.headers().get("retry-after").map(|v| v.as_bytes()),
+        Some(&b"5"[..])
+    );
+    // Room again once the first viewer leaves.
+    gateway
+        .client
+        .delete(&first.session_url)
+        .send()
+        .await
+        .unwrap();
+    first.close().await;
+    let again = WhepViewer::connect(&gateway.client, &gateway.base_url, "ward").await;
+    again.close().await;
+    gateway.shutdown().await;
+}

@@ -33,9 +33,42 @@ pub struct Config {
     /// WebRTC media transport.
     #[serde(default)]
     pub webrtc: WebrtcConfig,
+    /// Caps on what clients may open.
+    #[serde(default)]
+    pub limits: LimitsConfig,
     /// The cameras this box ingests.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+}
+
+/// `[limits]`: caps that keep one client, or many, from exhausting the box.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Viewer sessions open at once, all cameras together.
+    #[serde(default = "LimitsConfig::default_max_sessions")]
+    pub max_sessions: usize,
+    /// Viewer sessions open at once on one camera.
+    #[serde(default = "LimitsConfig::default_max_sessions_per_camera")]
+    pub max_sessions_per_camera: usize,
+}
+
+impl LimitsConfig {
+    fn default_max_sessions() -> usize {
+        1024
+    }
+    fn default_max_sessions_per_camera() -> usize {
+        256
+    }
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_sessions: Self::default_max_sessions(),
+            max_sessions_per_camera: Self::default_max_sessions_per_camera(),
+        }
+    }
 }
 
 /// `[http]`: the HTTPS listener.
@@ -238,6 +271,17 @@ impl Config {
                 );
             }
         }
+        for (field, value) in [
+            ("limits.max_sessions", self.limits.max_sessions),
+            (
+                "limits.max_sessions_per_camera",
+                self.limits.max_sessions_per_camera,
+            ),
+        ] {
+            if !(1..=100_000).contains(&value) {
+                problem(field.into(), format!("{value} is out of range 1..=100000"));
+            }
+        }
         if self.cameras.len() > MAX_CAMERAS {
             problem(
                 "cameras".into(),
@@ -373,6 +417,10 @@ listen = "127.0.0.1:9464"
 [webrtc]
 udp_listen = "0.0.0.0:8189"
 public_ips = []
+
+[limits]
+max_sessions = 1024
+max_sessions_per_camera = 256
 
 [[cameras]]
 id = "north-gate"

@@ -97,10 +97,14 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         .iter()
         .map(|c| Camera::start(c, &metrics))
         .collect();
+    let sessions = Sessions::new(
+        config.limits.max_sessions,
+        config.limits.max_sessions_per_camera,
+    );
     let gateway = Arc::new(Gateway {
         config,
         cameras,
-        sessions: Sessions::default(),
+        sessions,
         webrtc,
         metrics,
         tokens,

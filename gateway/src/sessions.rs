@@ -8,19 +8,19 @@ use std::sync::Mutex;
 use rand::RngCore;
 use tokio::sync::oneshot;
 
-/// Most sessions open at once; more are refused with 503 (capacity, not the client's fault).
-pub const MAX_SESSIONS: usize = 1024;
-
 struct Entry {
     /// The token subject that opened the session.
     owner: String,
+    /// The camera it views.
+    camera: String,
     close: oneshot::Sender<()>,
 }
 
-/// Open sessions.
-#[derive(Default)]
+/// Open sessions, within caps: at most `max_total`, and `max_per_camera` on any one camera.
 pub struct Sessions {
     entries: Mutex<HashMap<String, Entry>>,
+    max_total: usize,
+    max_per_camera: usize,
 }
 
 /// A fresh session id: 32 hex characters from the OS-seeded CSPRNG.
@@ -31,14 +31,34 @@ pub fn new_session_id() -> String {
 }
 
 impl Sessions {
+    /// An empty registry with these caps.
+    pub fn new(max_total: usize, max_per_camera: usize) -> Sessions {
+        Sessions {
+            entries: Mutex::default(),
+            max_total,
+            max_per_camera,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
         self.entries.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Records a running session; `false` (and the session is closed) when full.
-    pub fn insert(&self, id: String, owner: &str, close: oneshot::Sender<()>) -> bool {
+    fn room_in(&self, entries: &HashMap<String, Entry>, camera: &str) -> bool {
+        entries.len() < self.max_total
+            && entries.values().filter(|e| e.camera == camera).count() < self.max_per_camera
+    }
+
+    /// Records a running session; `false` (and the session is closed) when a cap is reached.
+    pub fn insert(
+        &self,
+        id: String,
+        owner: &str,
+        camera: &str,
+        close: oneshot::Sender<()>,
+    ) -> bool {
         let mut entries = self.lock();
-        if entries.len() >= MAX_SESSIONS {
+        if !self.room_in(&entries, camera) {
             let _ = close.send(());
             return false;
         }
@@ -46,15 +66,16 @@ impl Sessions {
             id,
             Entry {
                 owner: owner.to_owned(),
+                camera: camera.to_owned(),
                 close,
             },
         );
         true
     }
 
-    /// True when another session can be opened now.
-    pub fn has_room(&self) -> bool {
-        self.lock().len() < MAX_SESSIONS
+    /// True when another session on `camera` can be opened now.
+    pub fn has_room(&self, camera: &str) -> bool {
+        self.room_in(&self.lock(), camera)
     }
 
     /// Ends a session, if `owner` is `None` (any owner) or its owner; `false` otherwise or when
@@ -112,10 +133,25 @@ mod tests {
     }
 
     #[test]
+    fn caps_hold_per_camera_and_in_total() {
+        let sessions = Sessions::new(3, 2);
+        let open = |id: &str, camera: &str| {
+            sessions.insert(id.into(), "ana", camera, oneshot::channel().0)
+        };
+        assert!(open("a", "gate") && open("b", "gate"));
+        assert!(!sessions.has_room("gate"));
+        assert!(!open("c", "gate"), "per-camera cap");
+        assert!(open("d", "yard"));
+        assert!(!open("e", "lobby"), "total cap");
+        assert!(sessions.close("a", None));
+        assert!(sessions.has_room("gate"));
+    }
+
+    #[test]
     fn close_fires_the_session_and_forgets_it() {
-        let sessions = Sessions::default();
+        let sessions = Sessions::new(10, 10);
         let (tx, mut rx) = oneshot::channel();
-        assert!(sessions.insert("s1".into(), "ana", tx));
+        assert!(sessions.insert("s1".into(), "ana", "cam", tx));
         assert_eq!(sessions.len(), 1);
         assert!(!sessions.close("s1", Some("bob")), "not bob's session");
         assert!(sessions.close("s1", Some("ana")));

@@ -60,6 +60,11 @@ pub struct TestCamera<'a> {
 impl GatewayUnderTest {
     /// Starts a gateway serving `cameras`.
     pub async fn start(cameras: &[TestCamera<'_>]) -> GatewayUnderTest {
+        Self::start_with(cameras, "").await
+    }
+
+    /// Starts a gateway serving `cameras`, with `extra` TOML tables (e.g. `[limits]`) in its config.
+    pub async fn start_with(cameras: &[TestCamera<'_>], extra: &str) -> GatewayUnderTest {
         let state_dir = tempfile::tempdir().expect("temp dir");
         let certs = state_dir.path().join("certs");
         straja_gateway::tls::init_dev_certificates(&certs).expect("dev certificates");
@@ -78,6 +83,8 @@ udp_listen = "127.0.0.1:0"
             state = state_dir.path().display(),
             certs = certs.display(),
         );
+        toml.push_str(extra);
+        toml.push('\n');
         for camera in cameras {
             toml.push_str(&format!(
                 "[[cameras]]\nid = \"{}\"\nname = \"Camera {}\"\nsource = \"{}\"\n",

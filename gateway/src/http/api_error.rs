@@ -1,7 +1,7 @@
 //! Errors as the API returns them: a status and `{"error": "..."}`, with a reason a person can act on.
 
 use axum::Json;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
@@ -12,6 +12,8 @@ pub struct ApiError {
     pub status: StatusCode,
     /// What went wrong and what is expected.
     pub message: String,
+    /// `Retry-After`, in seconds, for 503s.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -20,7 +22,14 @@ impl ApiError {
         Self {
             status,
             message: message.into(),
+            retry_after: None,
         }
+    }
+
+    /// Adds `Retry-After: seconds`.
+    pub fn retry_after(mut self, seconds: u32) -> Self {
+        self.retry_after = Some(seconds);
+        self
     }
 
     /// 400 Bad Request.
@@ -36,6 +45,12 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(json!({ "error": self.message }))).into_response()
+        let mut response = (self.status, Json(json!({ "error": self.message }))).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
     }
 }

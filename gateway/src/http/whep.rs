@@ -30,6 +30,17 @@ fn is_sdp(headers: &HeaderMap) -> bool {
         .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/sdp"))
 }
 
+/// Seconds a client is asked to wait when the session caps are reached.
+const RETRY_AFTER_SECONDS: u32 = 5;
+
+fn at_capacity() -> ApiError {
+    ApiError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this camera or this gateway is at its session limit; try again later",
+    )
+    .retry_after(RETRY_AFTER_SECONDS)
+}
+
 /// Maps a body that could not be read to 413 (too large) or 400.
 pub fn body_error(rejection: BytesRejection) -> ApiError {
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -64,11 +75,8 @@ pub async fn offer(
     let body = body.map_err(body_error)?;
     let offer = std::str::from_utf8(&body)
         .map_err(|_| ApiError::bad_request("malformed SDP: the body is not UTF-8 text"))?;
-    if !gateway.sessions.has_room() {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this gateway is at its session limit; try again later",
-        ));
+    if !gateway.sessions.has_room(&camera.id) {
+        return Err(at_capacity());
     }
 
     let session_id = new_session_id();
@@ -131,12 +139,9 @@ pub async fn offer(
     }
     if !gateway
         .sessions
-        .insert(session_id.clone(), &claims.sub, started.close)
+        .insert(session_id.clone(), &claims.sub, &camera.id, started.close)
     {
-        return Err(ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this gateway is at its session limit; try again later",
-        ));
+        return Err(at_capacity());
     }
     gateway.export_session_count();
     gateway
