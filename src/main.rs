@@ -288,7 +288,7 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             "Straja is serving: https://{} (metrics: http://{}/metrics)",
             running.https_addr, running.metrics_addr
         );
-        shutdown_signal().await;
+        wait_for_stop(&running).await;
         // A second signal forces the exit while the graceful stop runs.
         tokio::spawn(async {
             shutdown_signal().await;
@@ -298,6 +298,27 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         running.shutdown().await;
         Ok::<(), anyhow::Error>(())
     })
+}
+
+/// Serves until SIGTERM or SIGINT, reloading TLS material on each SIGHUP.
+async fn wait_for_stop(running: &straja_gateway::server::RunningGateway) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot watch SIGHUP; reload by restarting");
+        shutdown_signal().await;
+        return;
+    };
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = hangup.recv() => {
+                tracing::info!("SIGHUP received: reloading TLS material");
+                let _ = running.reload_tls();
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -115,7 +115,7 @@ impl Drop for Daemon {
 }
 
 #[test]
-fn run_serves_valid_metrics_and_exits_0_on_sigterm() {
+fn run_serves_valid_metrics_reloads_on_sighup_and_exits_0_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("straja.toml");
     std::fs::write(

@@ -81,6 +81,9 @@ pub struct HttpConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key for `tls_cert`.
     pub tls_key: Option<PathBuf>,
+    /// PEM bundle of the CAs that sign API clients' certificates: when set, every HTTPS client
+    /// must present a certificate from one of them (mutual TLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// `[metrics]`: the Prometheus listener (plain HTTP, meant for loopback or a management network).

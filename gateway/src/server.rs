@@ -61,6 +61,8 @@ pub struct RunningGateway {
     https_task: JoinHandle<()>,
     metrics_server: MetricsServer,
     exporter: JoinHandle<()>,
+    tls: RustlsConfig,
+    tls_watcher: JoinHandle<()>,
 }
 
 /// Starts everything; returns once the listeners are bound (cameras may still be connecting).
@@ -70,12 +72,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         path: config.state_dir.display().to_string(),
         source,
     })?;
-    let tls = crate::tls::server_config(
-        config.http.tls_cert.as_deref(),
-        config.http.tls_key.as_deref(),
-        &config.state_dir,
-        config.http.listen.ip(),
-    )?;
+    let tls = crate::tls::server_config(&config.http, &config.state_dir)?;
     let tokens = crate::auth::TokenAuthority::load_or_create(&config.state_dir)?;
     let audit = Arc::new(crate::audit::AuditLog::open(&config.state_dir)?);
     let metrics = Arc::new(Metrics::new());
@@ -113,8 +110,8 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
 
     let https = Handle::new();
     let app = crate::http::router(gateway.clone());
-    let server = axum_server::from_tcp_rustls(https_listener, RustlsConfig::from_config(tls))?
-        .handle(https.clone());
+    let tls = RustlsConfig::from_config(tls);
+    let server = axum_server::from_tcp_rustls(https_listener, tls.clone())?.handle(https.clone());
     let https_task = tokio::spawn(async move {
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = server.serve(service).await {
@@ -140,6 +137,8 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         })
     };
 
+    let tls_watcher = tokio::spawn(watch_tls_files(Arc::downgrade(&gateway), tls.clone()));
+
     tracing::info!(
         https = %https_addr,
         metrics = %metrics_server.addr,
@@ -156,13 +155,60 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         https_task,
         metrics_server,
         exporter,
+        tls,
+        tls_watcher,
     })
+}
+
+/// How often the TLS files' modification times are checked.
+const TLS_FILE_CHECK_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Reloads the TLS material when its files change (new connections get it; live ones and media
+/// sessions are untouched).
+async fn watch_tls_files(gateway: std::sync::Weak<Gateway>, tls: RustlsConfig) {
+    let mut last = None;
+    let mut tick = tokio::time::interval(TLS_FILE_CHECK_INTERVAL);
+    loop {
+        tick.tick().await;
+        let Some(gateway) = gateway.upgrade() else {
+            return;
+        };
+        let modified = crate::tls::files_modified(&gateway.config.http);
+        if last.is_some() && modified.is_some() && modified != last {
+            tracing::info!("TLS files changed");
+            let _ = reload(&gateway, &tls);
+        }
+        if modified.is_some() {
+            last = modified;
+        }
+    }
+}
+
+fn reload(gateway: &Gateway, tls: &RustlsConfig) -> Result<(), crate::tls::TlsError> {
+    match crate::tls::server_config(&gateway.config.http, &gateway.config.state_dir) {
+        Ok(config) => {
+            tls.reload_from_config(config);
+            tracing::info!("TLS certificate and key reloaded");
+            Ok(())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "TLS reload failed: keeping the current certificate");
+            Err(e)
+        }
+    }
 }
 
 impl RunningGateway {
     /// The shared state (for tests and the CLI).
     pub fn gateway(&self) -> &Arc<Gateway> {
         &self.gateway
+    }
+
+    /// Reloads the TLS certificate, key and client CAs from their files (SIGHUP). New connections
+    /// get them; established connections and media sessions carry on. On error the current
+    /// material stays in force.
+    pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
+        reload(&self.gateway, &self.tls)
     }
 
     /// Stops accepting, closes every session, stops the pipelines (NULL state) and the listeners.
@@ -174,6 +220,7 @@ impl RunningGateway {
         let _ = tokio::time::timeout(Duration::from_secs(3), self.https_task).await;
         self.metrics_server.stop().await;
         self.exporter.abort();
+        self.tls_watcher.abort();
         let gateway = self.gateway.clone();
         let _ = tokio::task::spawn_blocking(move || {
             for camera in &gateway.cameras {

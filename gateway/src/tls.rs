@@ -7,12 +7,15 @@ use std::io::Write;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::config::HttpConfig;
 
 /// A TLS set-up failure: which file, and why.
 #[derive(Debug, thiserror::Error)]
@@ -52,24 +55,45 @@ fn io_error(path: &Path) -> impl FnOnce(std::io::Error) -> TlsError + '_ {
     }
 }
 
-/// The rustls server configuration: the configured certificate, or a self-signed one kept in
-/// `<state_dir>/tls/` (generated on first start).
+/// The rustls server configuration for `[http]`: the configured certificate, or a self-signed one
+/// kept in `<state_dir>/tls/` (generated on first start); client certificates required when
+/// `client_ca` is set.
 pub fn server_config(
-    tls_cert: Option<&Path>,
-    tls_key: Option<&Path>,
+    http: &HttpConfig,
     state_dir: &Path,
-    listen_ip: IpAddr,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let (cert_path, key_path) = match (tls_cert, tls_key) {
+    let (cert_path, key_path) = match (&http.tls_cert, &http.tls_key) {
         (Some(cert), Some(key)) => (cert.to_owned(), key.to_owned()),
-        _ => ensure_self_signed(state_dir, listen_ip)?,
+        _ => ensure_self_signed(state_dir, http.listen.ip())?,
     };
     let chain = read_certificates(&cert_path)?;
     let key = read_private_key(&key_path)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
-        .with_no_client_auth()
+    let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?;
+    let builder = match &http.client_ca {
+        None => builder.with_no_client_auth(),
+        Some(ca_path) => {
+            let mut roots = rustls::RootCertStore::empty();
+            for ca in read_certificates(ca_path)? {
+                roots.add(ca).map_err(|e| TlsError::Invalid {
+                    path: ca_path.clone(),
+                    reason: format!("not a usable CA certificate: {e}"),
+                })?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| TlsError::Invalid {
+                path: ca_path.clone(),
+                reason: format!("cannot verify clients with it: {e}"),
+            })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
         .with_single_cert(chain, key)
         .map_err(|e| TlsError::Invalid {
             path: key_path.clone(),
@@ -131,6 +155,17 @@ pub fn ensure_self_signed(
         "no TLS certificate configured: generated a self-signed one (browsers will warn)"
     );
     Ok((cert, key))
+}
+
+/// When the TLS files of `[http]` last changed (to reload them when they do); `None` when the
+/// certificate is self-signed or a file cannot be read.
+pub fn files_modified(http: &HttpConfig) -> Option<Vec<SystemTime>> {
+    [&http.tls_cert, &http.tls_key, &http.client_ca]
+        .into_iter()
+        .flatten()
+        .map(|path| fs::metadata(path).and_then(|m| m.modified()).ok())
+        .collect::<Option<Vec<_>>>()
+        .filter(|times| !times.is_empty())
 }
 
 /// The files `straja certs init` writes.
@@ -225,18 +260,26 @@ mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
 
+    fn http(cert: Option<&Path>, key: Option<&Path>) -> HttpConfig {
+        HttpConfig {
+            listen: "127.0.0.1:8443".parse().unwrap(),
+            tls_cert: cert.map(Path::to_owned),
+            tls_key: key.map(Path::to_owned),
+            client_ca: None,
+        }
+    }
+
     #[test]
     fn self_signed_is_generated_once_and_reused() {
         let dir = tempfile::tempdir().unwrap();
-        let ip: IpAddr = "127.0.0.1".parse().unwrap();
-        server_config(None, None, dir.path(), ip).unwrap();
+        server_config(&http(None, None), dir.path()).unwrap();
         let key = dir.path().join("tls/self-signed.key");
         let first = fs::read(&key).unwrap();
         assert_eq!(
             fs::metadata(&key).unwrap().permissions().mode() & 0o777,
             0o600
         );
-        server_config(None, None, dir.path(), ip).unwrap();
+        server_config(&http(None, None), dir.path()).unwrap();
         assert_eq!(first, fs::read(&key).unwrap());
     }
 
@@ -245,13 +288,13 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let files = init_dev_certificates(dir.path()).unwrap();
         assert_eq!(files.len(), 6);
-        server_config(
+        let mut config = http(
             Some(&dir.path().join("server.crt")),
             Some(&dir.path().join("server.key")),
-            dir.path(),
-            "127.0.0.1".parse().unwrap(),
-        )
-        .unwrap();
+        );
+        server_config(&config, dir.path()).unwrap();
+        config.client_ca = Some(dir.path().join("ca.crt"));
+        server_config(&config, dir.path()).expect("mutual TLS with the dev CA");
         for key in ["ca.key", "server.key", "client.key"] {
             let mode = fs::metadata(dir.path().join(key))
                 .unwrap()
@@ -269,14 +312,11 @@ mod tests {
     fn a_missing_or_bad_certificate_names_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let cert = dir.path().join("nope.crt");
-        let err = server_config(Some(&cert), Some(&cert), dir.path(), [0, 0, 0, 0].into())
-            .unwrap_err()
-            .to_string();
+        let config = http(Some(&cert), Some(&cert));
+        let err = server_config(&config, dir.path()).unwrap_err().to_string();
         assert!(err.contains("nope.crt"), "{err}");
         fs::write(&cert, "not pem").unwrap();
-        let err = server_config(Some(&cert), Some(&cert), dir.path(), [0, 0, 0, 0].into())
-            .unwrap_err()
-            .to_string();
+        let err = server_config(&config, dir.path()).unwrap_err().to_string();
         assert!(err.contains("no PEM certificate"), "{err}");
     }
 }

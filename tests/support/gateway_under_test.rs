@@ -65,6 +65,16 @@ impl GatewayUnderTest {
 
     /// Starts a gateway serving `cameras`, with `extra` TOML tables (e.g. `[limits]`) in its config.
     pub async fn start_with(cameras: &[TestCamera<'_>], extra: &str) -> GatewayUnderTest {
+        Self::start_with_http(cameras, "", extra).await
+    }
+
+    /// As [`Self::start_with`], with `http_extra` keys in `[http]`; `{certs}` in it stands for the
+    /// directory of the test CA and server certificate.
+    pub async fn start_with_http(
+        cameras: &[TestCamera<'_>],
+        http_extra: &str,
+        extra: &str,
+    ) -> GatewayUnderTest {
         let state_dir = tempfile::tempdir().expect("temp dir");
         let certs = state_dir.path().join("certs");
         straja_gateway::tls::init_dev_certificates(&certs).expect("dev certificates");
@@ -75,6 +85,7 @@ state_dir = "{state}"
 listen = "127.0.0.1:0"
 tls_cert = "{certs}/server.crt"
 tls_key = "{certs}/server.key"
+{http_extra}
 [metrics]
 listen = "127.0.0.1:0"
 [webrtc]
@@ -82,6 +93,7 @@ udp_listen = "127.0.0.1:0"
 "#,
             state = state_dir.path().display(),
             certs = certs.display(),
+            http_extra = http_extra.replace("{certs}", &certs.display().to_string()),
         );
         toml.push_str(extra);
         toml.push('\n');
