@@ -176,3 +176,70 @@ async fn only_the_owner_or_ops_can_end_a_session() {
     viewer.close().await;
     gateway.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn identity_provider_tokens_grant_what_their_claims_say() {
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+
+    let rng = ring::rand::SystemRandom::new();
+    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+    let public = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+        .unwrap()
+        .public_key()
+        .as_ref()
+        .to_vec();
+    let jwks_dir = tempfile::tempdir().unwrap();
+    let jwks = jwks_dir.path().join("idp.jwks");
+    std::fs::write(
+        &jwks,
+        serde_json::json!({"keys": [{"kty": "EC", "crv": "P-256", "kid": "city-1",
+            "x": URL_SAFE_NO_PAD.encode(&public[1..33]), "y": URL_SAFE_NO_PAD.encode(&public[33..65])}]})
+        .to_string(),
+    )
+    .unwrap();
+    let gateway = GatewayUnderTest::start_with(
+        &[
+            TestCamera {
+                id: "gate",
+                source: "test://ball?width=160&height=120",
+            },
+            TestCamera {
+                id: "yard",
+                source: "test://smpte?width=160&height=120",
+            },
+        ],
+        &format!(
+            "[auth]\njwks_file = \"{}\"\nissuer = \"https://idp.city.example\"\naudience = \"straja\"\n",
+            jwks.display()
+        ),
+    )
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let sign = |issuer: &str| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+        header.kid = Some("city-1".into());
+        jsonwebtoken::encode(
+            &header,
+            &serde_json::json!({"sub": "guard.ionescu", "role": "security", "cameras": ["yard"],
+                "iss": issuer, "aud": "straja", "iat": now, "nbf": now, "exp": now + 900, "jti": "c1"}),
+            &jsonwebtoken::EncodingKey::from_ec_der(pkcs8.as_ref()),
+        )
+        .unwrap()
+    };
+    let staff = gateway.client_with(Some(&sign("https://idp.city.example")));
+    let (_, ids) = gateway.cameras_seen_by(&staff).await;
+    assert_eq!(ids, ["yard"], "the provider's token grants its own cameras");
+    let impostor = gateway.client_with(Some(&sign("https://idp.elsewhere.example")));
+    let response = impostor
+        .get(gateway.url("/api/v1/cameras"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    gateway.shutdown().await;
+}

@@ -36,9 +36,24 @@ pub struct Config {
     /// Caps on what clients may open.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// Tokens from an identity provider.
+    #[serde(default)]
+    pub auth: AuthConfig,
     /// The cameras this box ingests.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
+}
+
+/// `[auth]`: tokens issued by the city's or hospital's identity provider (besides the gateway's own).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// The provider's public keys (a JWK set: ES256 P-256, RS256, EdDSA Ed25519; each with `kid`).
+    pub jwks_file: Option<PathBuf>,
+    /// The `iss` its tokens carry (required with `jwks_file`).
+    pub issuer: Option<String>,
+    /// The `aud` its tokens must carry, if any.
+    pub audience: Option<String>,
 }
 
 /// `[limits]`: caps that keep one client, or many, from exhausting the box.
@@ -285,6 +300,17 @@ impl Config {
                 problem(field.into(), format!("{value} is out of range 1..=100000"));
             }
         }
+        match (&self.auth.jwks_file, &self.auth.issuer) {
+            (Some(_), None) => problem(
+                "auth.issuer".into(),
+                "missing: tokens from jwks_file are checked against their issuer".into(),
+            ),
+            (None, Some(_)) => problem(
+                "auth.jwks_file".into(),
+                "missing: issuer applies to the provider's keys in jwks_file".into(),
+            ),
+            _ => {}
+        }
         if self.cameras.len() > MAX_CAMERAS {
             problem(
                 "cameras".into(),
@@ -465,6 +491,8 @@ source = "http://example"
 id = "b"
 name = "C"
 source = "test://ball"
+[auth]
+jwks_file = "/etc/straja/idp.jwks"
 "#;
         let err = Config::parse(text).unwrap_err();
         let fields: Vec<&str> = err.problems.iter().map(|p| p.field.as_str()).collect();
@@ -475,6 +503,7 @@ source = "test://ball"
             "cameras[1].name",
             "cameras[1].source",
             "cameras[2].id",
+            "auth.issuer",
         ] {
             assert!(
                 fields.contains(&expected),

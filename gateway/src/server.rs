@@ -73,7 +73,15 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         source,
     })?;
     let tls = crate::tls::server_config(&config.http, &config.state_dir)?;
-    let tokens = crate::auth::TokenAuthority::load_or_create(&config.state_dir)?;
+    let mut tokens = crate::auth::TokenAuthority::load_or_create(&config.state_dir)?;
+    if let (Some(jwks), Some(issuer)) = (&config.auth.jwks_file, &config.auth.issuer) {
+        let provider = crate::auth::identity_provider::IdentityProvider::load(
+            jwks,
+            issuer,
+            config.auth.audience.as_deref(),
+        )?;
+        tokens = tokens.with_identity_provider(provider);
+    }
     let audit = Arc::new(crate::audit::AuditLog::open(&config.state_dir)?);
     let metrics = Arc::new(Metrics::new());
     let webrtc = WebrtcEngine::bind(&config.webrtc, metrics.udp_unmatched.clone()).await?;

@@ -4,9 +4,9 @@ use serde::{Deserialize, Serialize};
 
 use super::role::Role;
 
-/// The claims of a Straja access token.
+/// The claims of a Straja access token. Other claims (an identity provider's `aud`, `azp`, …)
+/// are ignored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Claims {
     /// Subject: the person or system the token was issued to.
     pub sub: String,

@@ -3,6 +3,7 @@
 
 pub mod access_policy;
 pub mod claims;
+pub mod identity_provider;
 pub mod require_access;
 pub mod role;
 pub mod token_authority;

@@ -14,6 +14,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use ring::rand::{SecureRandom, SystemRandom};
 
 use super::claims::Claims;
+use super::identity_provider::IdentityProvider;
 use super::role::Role;
 
 /// Longest lifetime of a token (a security shift, with margin).
@@ -69,11 +70,13 @@ pub enum IssueError {
     Request(String),
 }
 
-/// Signs and checks tokens with the gateway's key.
+/// Signs and checks tokens with the gateway's key, and checks the identity provider's tokens when
+/// one is configured.
 pub struct TokenAuthority {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    identity_provider: Option<IdentityProvider>,
 }
 
 fn now_seconds() -> u64 {
@@ -116,7 +119,14 @@ impl TokenAuthority {
             encoding: EncodingKey::from_secret(key),
             decoding: DecodingKey::from_secret(key),
             validation,
+            identity_provider: None,
         })
+    }
+
+    /// Also accepts tokens from this identity provider.
+    pub fn with_identity_provider(mut self, provider: IdentityProvider) -> TokenAuthority {
+        self.identity_provider = Some(provider);
+        self
     }
 
     /// Issues a token for `subject` with `role`, valid for `ttl` (at most [`MAX_TTL`]).
@@ -154,10 +164,17 @@ impl TokenAuthority {
             .map_err(|e| IssueError::Request(format!("cannot sign the token: {e}")))
     }
 
-    /// Checks a token and returns its claims.
+    /// Checks a token (ours, or the identity provider's) and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {
             return Err(TokenError::TooLarge);
+        }
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenError::Invalid)?;
+        if header.alg != Algorithm::HS256 {
+            return match &self.identity_provider {
+                Some(provider) => provider.verify(token, header.kid.as_deref(), header.alg),
+                None => Err(TokenError::Invalid),
+            };
         }
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
