@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use straja_pipelines::FakeRtspCamera;
-use support::gateway_under_test::https_client;
+use support::gateway_under_test::{https_client, issue_token_with_cli};
 use support::whep_viewer::WhepViewer;
 
 struct Daemon(Child);
@@ -117,19 +117,7 @@ async fn main() {
         .expect("HTTPS URL in banner")
         .to_owned();
     // Tokens as an operator gets them: from the CLI, signed with the daemon's key.
-    let token = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_straja"))
-            .args(["token", "issue", "--config"])
-            .arg(&config)
-            .args(args)
-            .output()
-            .expect("straja token issue");
-        assert!(output.status.success(), "{output:?}");
-        String::from_utf8(output.stdout)
-            .expect("UTF-8")
-            .trim()
-            .to_owned()
-    };
+    let token = |args: &[&str]| issue_token_with_cli(&config, args);
     let security_token = token(&["--role", "security", "--camera", "cam"]);
     let ops_token = token(&["--role", "ops"]);
     let client = https_client(&certs.join("ca.crt"), Some(&security_token));

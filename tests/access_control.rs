@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use straja_gateway::auth::Role;
-use support::gateway_under_test::{GatewayUnderTest, TestCamera};
+use support::gateway_under_test::{GATE_AND_YARD, GatewayUnderTest, TestCamera};
 
 #[derive(Clone, Copy, Debug)]
 enum Expect {
@@ -63,17 +63,7 @@ fn expected(method: &str, path: &str, caller: &str) -> Expect {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_every_role_as_the_policy_says() {
-    let gateway = GatewayUnderTest::start(&[
-        TestCamera {
-            id: "gate",
-            source: "test://ball?width=160&height=120",
-        },
-        TestCamera {
-            id: "yard",
-            source: "test://smpte?width=160&height=120",
-        },
-    ])
-    .await;
+    let gateway = GatewayUnderTest::start(&GATE_AND_YARD).await;
     gateway.wait_until_ready(Duration::from_secs(15)).await;
     let forged = {
         // Right shape, wrong key.
@@ -200,16 +190,7 @@ async fn identity_provider_tokens_grant_what_their_claims_say() {
     )
     .unwrap();
     let gateway = GatewayUnderTest::start_with(
-        &[
-            TestCamera {
-                id: "gate",
-                source: "test://ball?width=160&height=120",
-            },
-            TestCamera {
-                id: "yard",
-                source: "test://smpte?width=160&height=120",
-            },
-        ],
+        &GATE_AND_YARD,
         &format!(
             "[auth]\njwks_file = \"{}\"\nissuer = \"https://idp.city.example\"\naudience = \"straja\"\n",
             jwks.display()

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use straja_gateway::audit::{Action, AuditLog, AuditRecord, Outcome};
 use straja_gateway::auth::Role;
-use support::gateway_under_test::{GatewayUnderTest, TestCamera};
+use support::gateway_under_test::{GATE_AND_YARD, GatewayUnderTest};
 use support::whep_viewer::WhepViewer;
 
 fn records(gateway: &GatewayUnderTest) -> Vec<AuditRecord> {
@@ -22,17 +22,7 @@ fn records(gateway: &GatewayUnderTest) -> Vec<AuditRecord> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn views_and_refusals_are_recorded_in_a_verifiable_chain() {
-    let gateway = GatewayUnderTest::start(&[
-        TestCamera {
-            id: "gate",
-            source: "test://ball?width=160&height=120",
-        },
-        TestCamera {
-            id: "yard",
-            source: "test://smpte?width=160&height=120",
-        },
-    ])
-    .await;
+    let gateway = GatewayUnderTest::start(&GATE_AND_YARD).await;
     gateway.wait_until_ready(Duration::from_secs(15)).await;
 
     // Granted, then ended by DELETE.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use straja_gateway::audit::{Action, AuditLog, AuditRecord};
 use straja_pipelines::{FakeCameraOptions, FakeRtspCamera};
-use support::gateway_under_test::https_client;
+use support::gateway_under_test::{https_client, issue_token_with_cli};
 use support::whep_viewer::WhepViewer;
 
 const CAMERA_PASSWORD: &str = "Sup3r-Secret-Cam-Pw";
@@ -67,16 +67,7 @@ async fn tokens_passwords_and_client_addresses_stay_out_of_the_logs() {
         .expect("banner")
         .to_owned();
 
-    let issue = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_straja"))
-            .args(["token", "issue", "--config"])
-            .arg(&config)
-            .args(args)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-        String::from_utf8(output.stdout).unwrap().trim().to_owned()
-    };
+    let issue = |args: &[&str]| issue_token_with_cli(&config, args);
     let security = issue(&["--role", "security", "--camera", "gate"]);
     let ops = issue(&["--role", "ops"]);
     let ca = certs.join("ca.crt");

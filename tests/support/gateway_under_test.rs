@@ -49,6 +49,34 @@ pub fn https_client(ca_cert: &std::path::Path, token: Option<&str>) -> reqwest::
         .expect("HTTPS client")
 }
 
+/// Two small test-pattern cameras, `gate` and `yard`, for tests about who may see which.
+pub const GATE_AND_YARD: [TestCamera<'static>; 2] = [
+    TestCamera {
+        id: "gate",
+        source: "test://ball?width=160&height=120",
+    },
+    TestCamera {
+        id: "yard",
+        source: "test://smpte?width=160&height=120",
+    },
+];
+
+/// Issues a token with the `straja` binary for the daemon configured by `config`, as an operator
+/// would (`args`: `--role ...`, `--camera ...`).
+pub fn issue_token_with_cli(config: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_straja"))
+        .args(["token", "issue", "--config"])
+        .arg(config)
+        .args(args)
+        .output()
+        .expect("straja token issue");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8(output.stdout)
+        .expect("UTF-8")
+        .trim()
+        .to_owned()
+}
+
 /// One camera for the test config.
 pub struct TestCamera<'a> {
     /// Camera id.
