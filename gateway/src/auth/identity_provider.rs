@@ -274,6 +274,69 @@ mod tests {
         );
     }
 
+    /// An RSA key from `openssl genrsa` (ring cannot generate RSA keys): PKCS#1 DER and modulus.
+    fn rsa_key() -> (Vec<u8>, Vec<u8>) {
+        let dir = tempfile::tempdir().unwrap();
+        let pem = dir.path().join("k.pem");
+        let der = dir.path().join("k.der");
+        let run = |args: &[&str]| {
+            let output = std::process::Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl (installed by scripts/setup.sh --test)");
+            assert!(output.status.success(), "{output:?}");
+            output.stdout
+        };
+        let pem_path = pem.to_str().unwrap();
+        run(&["genrsa", "-traditional", "-out", pem_path, "2048"]);
+        run(&[
+            "rsa",
+            "-in",
+            pem_path,
+            "-traditional",
+            "-outform",
+            "DER",
+            "-out",
+            der.to_str().unwrap(),
+        ]);
+        let modulus =
+            String::from_utf8(run(&["rsa", "-in", pem_path, "-noout", "-modulus"])).unwrap();
+        let hex = modulus.trim().trim_start_matches("Modulus=");
+        let n = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        (std::fs::read(der).unwrap(), n)
+    }
+
+    #[test]
+    fn rs256_tokens_verify_and_other_rsa_algorithms_are_refused() {
+        let (der, n) = rsa_key();
+        let jwks = serde_json::json!({"keys": [{"kty": "RSA", "kid": "rsa-1", "e": "AQAB",
+            "n": URL_SAFE_NO_PAD.encode(&n)}]})
+        .to_string();
+        let provider = IdentityProvider::from_jwks(&jwks, ISSUER, None).unwrap();
+        let key = EncodingKey::from_rsa_der(&der);
+        let token = sign(
+            Algorithm::RS256,
+            "rsa-1",
+            &key,
+            &claims(serde_json::json!({})),
+        );
+        assert_eq!(verify(&provider, &token).unwrap().sub, "dr.popescu");
+        let ps256 = sign(
+            Algorithm::PS256,
+            "rsa-1",
+            &key,
+            &claims(serde_json::json!({})),
+        );
+        assert_eq!(
+            verify(&provider, &ps256),
+            Err(TokenError::Invalid),
+            "RS256 only"
+        );
+    }
+
     #[test]
     fn the_audience_is_enforced_when_configured() {
         let k = keys();
