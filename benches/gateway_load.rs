@@ -8,12 +8,11 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use straja_pipelines::FakeRtspCamera;
-use support::gateway_under_test::{https_client, issue_token_with_cli};
+use support::gateway_under_test::{base_url_from_banner, https_client, issue_token_with_cli};
 use support::whep_viewer::WhepViewer;
 
 struct Daemon(Child);
@@ -107,15 +106,7 @@ async fn main() {
     let stdout = child.stdout.take().expect("stdout");
     let daemon = Daemon(child);
     let pid = daemon.0.id();
-    let mut banner = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut banner)
-        .expect("banner");
-    let base_url = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .expect("HTTPS URL in banner")
-        .to_owned();
+    let base_url = base_url_from_banner(stdout);
     // Tokens as an operator gets them: from the CLI, signed with the daemon's key.
     let token = |args: &[&str]| issue_token_with_cli(&config, args);
     let security_token = token(&["--role", "security", "--camera", "cam"]);

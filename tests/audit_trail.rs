@@ -56,13 +56,7 @@ async fn views_and_refusals_are_recorded_in_a_verifiable_chain() {
 
     // Refused: a camera outside the token, and no token at all.
     let staff = gateway.client_with(Some(&gateway.token("eve", Role::Security, &["gate"])));
-    let response = staff
-        .post(gateway.url("/api/v1/cameras/yard/whep"))
-        .header("Content-Type", "application/sdp")
-        .body("v=0\r\n")
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_offer(&staff, "yard", "v=0\r\n").await;
     assert_eq!(response.status(), 403);
     let response = gateway
         .anonymous

@@ -5,13 +5,12 @@
 
 mod support;
 
-use std::io::Read;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use straja_gateway::audit::{Action, AuditLog, AuditRecord};
 use straja_pipelines::{FakeCameraOptions, FakeRtspCamera};
-use support::gateway_under_test::{https_client, issue_token_with_cli};
+use support::gateway_under_test::{base_url_from_banner, https_client, issue_token_with_cli};
 use support::whep_viewer::WhepViewer;
 
 const CAMERA_PASSWORD: &str = "Sup3r-Secret-Cam-Pw";
@@ -58,14 +57,7 @@ async fn tokens_passwords_and_client_addresses_stay_out_of_the_logs() {
         .stderr(log_file)
         .spawn()
         .unwrap();
-    let mut banner = [0u8; 256];
-    let n = daemon.stdout.as_mut().unwrap().read(&mut banner).unwrap();
-    let banner = String::from_utf8_lossy(&banner[..n]).into_owned();
-    let base_url = banner
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .expect("banner")
-        .to_owned();
+    let base_url = base_url_from_banner(daemon.stdout.as_mut().expect("stdout"));
 
     let issue = |args: &[&str]| issue_token_with_cli(&config, args);
     let security = issue(&["--role", "security", "--camera", "gate"]);

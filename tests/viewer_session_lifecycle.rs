@@ -94,14 +94,7 @@ async fn a_camera_at_its_session_cap_answers_503_with_retry_after() {
     .await;
     gateway.wait_until_ready(Duration::from_secs(15)).await;
     let first = WhepViewer::connect(&gateway.client, &gateway.base_url, "ward").await;
-    let second = gateway
-        .client
-        .post(gateway.url("/api/v1/cameras/ward/whep"))
-        .header("Content-Type", "application/sdp")
-        .body("v=0\r\n")
-        .send()
-        .await
-        .unwrap();
+    let second = gateway.post_offer(&gateway.client, "ward", "v=0\r\n").await;
     assert_eq!(second.status(), 503);
     assert_eq!(
         second.headers().get("retry-after").map(|v| v.as_bytes()),

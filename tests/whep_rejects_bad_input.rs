@@ -86,13 +86,7 @@ async fn bad_requests_get_clear_4xx_and_the_gateway_keeps_serving() {
     assert_eq!(status, 403, "{body}");
     error_text(&body);
     let scoped = gateway.client_with(Some(&gateway.token("t", Role::Security, &["nope"])));
-    let response = scoped
-        .post(gateway.url("/api/v1/cameras/nope/whep"))
-        .header("Content-Type", "application/sdp")
-        .body("v=0\r\n")
-        .send()
-        .await
-        .unwrap();
+    let response = gateway.post_offer(&scoped, "nope", "v=0\r\n").await;
     assert_eq!(response.status(), 404);
     error_text(&response.text().await.unwrap());
     let response = gateway

@@ -61,6 +61,17 @@ pub const GATE_AND_YARD: [TestCamera<'static>; 2] = [
     },
 ];
 
+/// Reads the `straja run` banner from the daemon's stdout and returns its `https://` base URL.
+pub fn base_url_from_banner(stdout: impl std::io::Read) -> String {
+    let mut banner = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut banner).expect("banner");
+    banner
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .unwrap_or_else(|| panic!("no HTTPS URL in the banner: {banner:?}"))
+        .to_owned()
+}
+
 /// Issues a token with the `straja` binary for the daemon configured by `config`, as an operator
 /// would (`args`: `--role ...`, `--camera ...`).
 pub fn issue_token_with_cli(config: &std::path::Path, args: &[&str]) -> String {
@@ -177,6 +188,22 @@ udp_listen = "127.0.0.1:0"
     /// `base_url` + `path`.
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// `POST /api/v1/cameras/{camera}/whep` with `body` as SDP, sent by `client`.
+    pub async fn post_offer(
+        &self,
+        client: &reqwest::Client,
+        camera: &str,
+        body: impl Into<reqwest::Body>,
+    ) -> reqwest::Response {
+        client
+            .post(self.url(&format!("/api/v1/cameras/{camera}/whep")))
+            .header("Content-Type", "application/sdp")
+            .body(body)
+            .send()
+            .await
+            .expect("WHEP request")
     }
 
     /// `GET /api/v1/cameras` as `client` sees it: the JSON list and the ids in it.
