@@ -51,8 +51,8 @@ enum Command {
 
 #[derive(Subcommand)]
 enum AuditCommand {
-    /// Check the audit log's hash chain: exit 0, or 1 naming the first altered, removed or
-    /// reordered record.
+    /// Check the audit log's hash chain, through every rotated file and then the live one: exit
+    /// 0, or 1 naming the file, line and record of the first altered, removed or reordered record.
     Verify {
         /// Configuration file (without: the embedded demo configuration).
         #[arg(long)]
@@ -154,13 +154,20 @@ fn main() -> ExitCode {
                 }
             };
             let path = AuditLog::path_in(&config.state_dir);
+            let dir = path.parent().unwrap_or(&path);
             match straja_gateway::audit::verify(&path) {
-                Ok(records) => {
-                    println!("{}: {records} records, chain intact", path.display());
+                Ok(chain) => {
+                    println!(
+                        "{}: {} records in {} file{}, chain intact",
+                        dir.display(),
+                        chain.records,
+                        chain.files,
+                        if chain.files == 1 { "" } else { "s" }
+                    );
                     ExitCode::SUCCESS
                 }
                 Err(broken) => {
-                    eprintln!("{}: chain broken at {broken}", path.display());
+                    eprintln!("audit log chain broken at {broken}");
                     ExitCode::FAILURE
                 }
             }
@@ -199,7 +206,7 @@ fn issue_token(
         anyhow::bail!("--camera applies to the security role only");
     }
     let authority = TokenAuthority::load_or_create(&config.state_dir)?;
-    let audit = AuditLog::open(&config.state_dir)?;
+    let audit = AuditLog::open(&config.state_dir, config.audit.rotate_bytes)?;
     let token = authority.issue(subject, role, cameras, ttl)?;
     let claims = authority.verify(&token)?;
     let issuer = std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned());

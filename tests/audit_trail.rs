@@ -1,23 +1,61 @@
 //! The audit trail of real use: a view granted, a view refused, a view ended, each with who and
 //! from where, chained and on disk; `straja audit verify` accepts the log, and names the record
-//! once one is altered.
+//! once one is altered. With a small rotation size, the daemon and `straja token issue` rotate
+//! the log between them into several files that verify as one chain, until one is removed; TLS
+//! reloads are on record.
 
 mod support;
 
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-use straja_gateway::audit::{Action, AuditLog, AuditRecord, Outcome};
+use straja_gateway::audit::{Action, AuditLog, AuditRecord, Outcome, rotated_files};
 use straja_gateway::auth::Role;
-use support::gateway_under_test::{GATE_AND_YARD, GatewayUnderTest};
+use support::gateway_under_test::{GATE_AND_YARD, GatewayUnderTest, issue_token_with_cli};
 use support::whep_viewer::WhepViewer;
 
+/// Every record, from the rotated files and the live one.
 fn records(gateway: &GatewayUnderTest) -> Vec<AuditRecord> {
-    std::fs::read_to_string(AuditLog::path_in(gateway.state_dir()))
+    let live = AuditLog::path_in(gateway.state_dir());
+    let mut files: Vec<PathBuf> = rotated_files(live.parent().unwrap())
         .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
+        .into_iter()
+        .map(|(_, path)| path)
+        .collect();
+    files.push(live);
+    files
+        .iter()
+        .flat_map(|file| {
+            std::fs::read_to_string(file)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap())
+                .collect::<Vec<AuditRecord>>()
+        })
         .collect()
+}
+
+/// A configuration for `straja` commands on the gateway's state directory, with `extra` TOML.
+fn cli_config(gateway: &GatewayUnderTest, extra: &str) -> PathBuf {
+    let config = gateway.state_dir().join("verify.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "state_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:1\"\n{extra}",
+            gateway.state_dir().display()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+fn audit_verify(config: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_straja"))
+        .args(["audit", "verify", "--config"])
+        .arg(config)
+        .output()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,25 +131,11 @@ async fn views_and_refusals_are_recorded_in_a_verifiable_chain() {
     );
 
     // The CLI verifies the chain, then finds the altered record.
-    let config = gateway.state_dir().join("verify.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "state_dir = \"{}\"\n[http]\nlisten = \"127.0.0.1:1\"\n",
-            gateway.state_dir().display()
-        ),
-    )
-    .unwrap();
-    let verify = || {
-        Command::new(env!("CARGO_BIN_EXE_straja"))
-            .args(["audit", "verify", "--config"])
-            .arg(&config)
-            .output()
-            .unwrap()
-    };
+    let config = cli_config(&gateway, "");
+    let verify = || audit_verify(&config);
     let output = verify();
     assert!(output.status.success(), "{output:?}");
-    assert!(String::from_utf8_lossy(&output.stdout).contains("chain intact"));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("in 1 file, chain intact"));
 
     let path = AuditLog::path_in(gateway.state_dir());
     let text = std::fs::read_to_string(&path).unwrap();
@@ -124,5 +148,86 @@ async fn views_and_refusals_are_recorded_in_a_verifiable_chain() {
     assert_eq!(output.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(stderr.contains("altered"), "{stderr}");
+    gateway.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotated_files_verify_as_one_chain_until_one_is_removed() {
+    const ROTATE: &str = "[audit]\nrotate_bytes = 4096\n";
+    let gateway = GatewayUnderTest::start_with(&[], ROTATE).await;
+    let config = cli_config(&gateway, ROTATE);
+
+    // `straja token issue` (another process, same rotation size) appends while the daemon records
+    // refusals.
+    let cli = std::thread::spawn({
+        let config = config.clone();
+        move || {
+            for _ in 0..8 {
+                issue_token_with_cli(&config, &["--role", "ops"]);
+            }
+        }
+    });
+    for _ in 0..40 {
+        let response = gateway
+            .anonymous
+            .get(gateway.url("/api/v1/cameras"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+    }
+    cli.join().unwrap();
+
+    // TLS reloads are on record: one that works, one that fails (and keeps the certificate).
+    gateway.running.reload_tls().expect("reload");
+    let certificate = gateway.state_dir().join("certs").join("server.crt");
+    let good = std::fs::read(&certificate).unwrap();
+    std::fs::write(&certificate, "not a certificate").unwrap();
+    assert!(gateway.running.reload_tls().is_err());
+    std::fs::write(&certificate, good).unwrap();
+    let reloads: Vec<AuditRecord> = records(&gateway)
+        .into_iter()
+        .filter(|r| r.action == Action::ConfigReload)
+        .collect();
+    assert!(
+        reloads.len() >= 2
+            && reloads
+                .iter()
+                .all(|r| r.actor == "system" && r.resource == "tls" && r.role.is_none()),
+        "{reloads:?}"
+    );
+    assert_eq!(reloads[0].outcome, Outcome::Allowed);
+    assert_eq!(reloads[1].outcome, Outcome::Denied);
+
+    let audit_dir = AuditLog::path_in(gateway.state_dir())
+        .parent()
+        .unwrap()
+        .to_owned();
+    let rotated = rotated_files(&audit_dir).unwrap();
+    assert!(rotated.len() >= 3, "{rotated:?}");
+    let all = records(&gateway);
+    assert!(all.iter().enumerate().all(|(i, r)| r.seq == i as u64 + 1));
+    let issued = all
+        .iter()
+        .filter(|r| r.action == Action::TokenIssue)
+        .count();
+    assert_eq!(issued, 8);
+
+    let output = audit_verify(&config);
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("in {} files, chain intact", rotated.len() + 1)),
+        "{stdout}"
+    );
+
+    // A rotated file removed from the middle: named as a gap where the next file starts.
+    std::fs::remove_file(&rotated[1].1).unwrap();
+    let output = audit_verify(&config);
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let next = rotated[2].1.to_str().unwrap();
+    assert!(stderr.contains(&format!("{next} line 1")), "{stderr}");
+    assert!(stderr.contains("missing"), "{stderr}");
     gateway.shutdown().await;
 }

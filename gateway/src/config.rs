@@ -36,6 +36,9 @@ pub struct Config {
     /// Caps on what clients may open.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The audit log.
+    #[serde(default)]
+    pub audit: AuditConfig,
     /// Tokens from an identity provider.
     #[serde(default)]
     pub auth: AuthConfig,
@@ -82,6 +85,30 @@ impl Default for LimitsConfig {
         Self {
             max_sessions: Self::default_max_sessions(),
             max_sessions_per_camera: Self::default_max_sessions_per_camera(),
+        }
+    }
+}
+
+/// `[audit]`: the audit log (`<state_dir>/audit/`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuditConfig {
+    /// Size in bytes past which the live file is rotated (renamed, kept read-only) and a new one
+    /// continues the chain; at least 4 KiB, 64 MiB by default.
+    #[serde(default = "AuditConfig::default_rotate_bytes")]
+    pub rotate_bytes: u64,
+}
+
+impl AuditConfig {
+    fn default_rotate_bytes() -> u64 {
+        crate::audit::DEFAULT_ROTATE_BYTES
+    }
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            rotate_bytes: Self::default_rotate_bytes(),
         }
     }
 }
@@ -311,6 +338,16 @@ impl Config {
             ),
             _ => {}
         }
+        if self.audit.rotate_bytes < crate::audit::MIN_ROTATE_BYTES {
+            problem(
+                "audit.rotate_bytes".into(),
+                format!(
+                    "{} is too small; at least {} (4 KiB)",
+                    self.audit.rotate_bytes,
+                    crate::audit::MIN_ROTATE_BYTES
+                ),
+            );
+        }
         if self.cameras.len() > MAX_CAMERAS {
             problem(
                 "cameras".into(),
@@ -531,5 +568,21 @@ jwks_file = "/etc/straja/idp.jwks"
         assert!(validate_camera_id("-a").is_err());
         assert!(validate_camera_id("a/b").is_err());
         assert!(validate_camera_id(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn audit_rotation_size_has_a_default_a_minimum_and_no_unknown_keys() {
+        let config = Config::parse(MINIMAL).unwrap();
+        assert_eq!(config.audit.rotate_bytes, 64 * 1024 * 1024);
+        let config = Config::parse(&format!("{MINIMAL}[audit]\nrotate_bytes = 4096\n")).unwrap();
+        assert_eq!(config.audit.rotate_bytes, 4096);
+        let err = Config::parse(&format!("{MINIMAL}[audit]\nrotate_bytes = 100\n")).unwrap_err();
+        assert_eq!(err.problems.len(), 1, "{err}");
+        assert_eq!(err.problems[0].field, "audit.rotate_bytes");
+        assert!(err.problems[0].reason.contains("4096"), "{err}");
+        let err = Config::parse(&format!("{MINIMAL}[audit]\nrotate_bytes = -1\n")).unwrap_err();
+        assert_eq!(err.problems[0].field, "audit.rotate_bytes", "{err}");
+        let err = Config::parse(&format!("{MINIMAL}[audit]\nrotate_size = 4096\n")).unwrap_err();
+        assert!(err.to_string().contains("rotate_size"), "{err}");
     }
 }

@@ -11,6 +11,7 @@ use axum_server::Handle;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::task::JoinHandle;
 
+use crate::audit::{Action, AuditEvent, Outcome};
 use crate::cameras::{Camera, STATE_EXPORT_INTERVAL};
 use crate::config::Config;
 use crate::gateway::Gateway;
@@ -82,7 +83,10 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         )?;
         tokens = tokens.with_identity_provider(provider);
     }
-    let audit = Arc::new(crate::audit::AuditLog::open(&config.state_dir)?);
+    let audit = Arc::new(crate::audit::AuditLog::open(
+        &config.state_dir,
+        config.audit.rotate_bytes,
+    )?);
     let metrics = Arc::new(Metrics::new());
     let webrtc = WebrtcEngine::bind(&config.webrtc, metrics.udp_unmatched.clone()).await?;
     let media_addrs = webrtc.local_addrs();
@@ -184,7 +188,7 @@ async fn watch_tls_files(gateway: std::sync::Weak<Gateway>, tls: RustlsConfig) {
         let modified = crate::tls::files_modified(&gateway.config.http);
         if last.is_some() && modified.is_some() && modified != last {
             tracing::info!("TLS files changed");
-            let _ = reload(&gateway, &tls);
+            let _ = reload(&gateway, &tls, "file change");
         }
         if modified.is_some() {
             last = modified;
@@ -192,8 +196,9 @@ async fn watch_tls_files(gateway: std::sync::Weak<Gateway>, tls: RustlsConfig) {
     }
 }
 
-fn reload(gateway: &Gateway, tls: &RustlsConfig) -> Result<(), crate::tls::TlsError> {
-    match crate::tls::server_config(&gateway.config.http, &gateway.config.state_dir) {
+/// Reloads the TLS material and records it (`config.reload` on `tls`) with its `cause`.
+fn reload(gateway: &Gateway, tls: &RustlsConfig, cause: &str) -> Result<(), crate::tls::TlsError> {
+    let result = match crate::tls::server_config(&gateway.config.http, &gateway.config.state_dir) {
         Ok(config) => {
             tls.reload_from_config(config);
             tracing::info!("TLS certificate and key reloaded");
@@ -203,7 +208,25 @@ fn reload(gateway: &Gateway, tls: &RustlsConfig) -> Result<(), crate::tls::TlsEr
             tracing::error!(error = %e, "TLS reload failed: keeping the current certificate");
             Err(e)
         }
+    };
+    let (outcome, reason) = match &result {
+        Ok(()) => (Outcome::Allowed, format!("on {cause}")),
+        Err(e) => (Outcome::Denied, format!("on {cause}: {e}")),
+    };
+    // Rare (SIGHUP or a file change): the short blocking write is acceptable here, and the record
+    // is on disk when this returns.
+    if let Err(e) = gateway.audit.append(AuditEvent {
+        actor: "system".to_owned(),
+        role: None,
+        action: Action::ConfigReload,
+        resource: "tls".to_owned(),
+        outcome,
+        source: None,
+        reason: Some(reason),
+    }) {
+        tracing::error!(error = %e, "the TLS reload could not be recorded in the audit log");
     }
+    result
 }
 
 impl RunningGateway {
@@ -216,7 +239,7 @@ impl RunningGateway {
     /// get them; established connections and media sessions carry on. On error the current
     /// material stays in force.
     pub fn reload_tls(&self) -> Result<(), crate::tls::TlsError> {
-        reload(&self.gateway, &self.tls)
+        reload(&self.gateway, &self.tls, "SIGHUP")
     }
 
     /// Stops accepting, closes every session, stops the pipelines (NULL state) and the listeners.

@@ -24,6 +24,11 @@ pub enum Action {
     /// An access token was issued.
     #[serde(rename = "token.issue")]
     TokenIssue,
+    /// Configuration was reloaded by the gateway itself (actor `system`): resource `tls` for the
+    /// TLS certificate, key and client CAs (on SIGHUP or a change to their files); `denied` when
+    /// the reload failed and the material in force stays.
+    #[serde(rename = "config.reload")]
+    ConfigReload,
 }
 
 /// How it ended.
