@@ -11,6 +11,8 @@ use straja_gateway::audit::{Action, AuditEvent, AuditLog, Outcome};
 use straja_gateway::auth::{Role, TokenAuthority};
 use straja_gateway::config::Config;
 
+mod user_admin;
+
 /// Straja edge gateway: cameras and consultations to browsers over WebRTC.
 #[derive(Parser)]
 #[command(name = "straja", version, about)]
@@ -46,6 +48,57 @@ enum Command {
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+    /// Local users who sign in on the login page.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user (asks for the password, or reads it from stdin with --password-stdin).
+    Add {
+        /// Sign-in name: a-z, 0-9, '.', '_', '@', '-'.
+        name: String,
+        /// ops, security or clinician.
+        #[arg(long)]
+        role: Role,
+        /// A camera the user may view (repeat for several); required for the security role.
+        #[arg(long = "camera")]
+        cameras: Vec<String>,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Configuration file (without: the embedded demo configuration).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Set a user's password (their open sign-ins end).
+    Passwd {
+        /// The user.
+        name: String,
+        /// Read the password from the first line of standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Configuration file (without: the embedded demo configuration).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Remove a user (their open sign-ins end).
+    Remove {
+        /// The user.
+        name: String,
+        /// Configuration file (without: the embedded demo configuration).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// List the users and their roles.
+    List {
+        /// Configuration file (without: the embedded demo configuration).
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
@@ -172,6 +225,16 @@ fn main() -> ExitCode {
                 }
             }
         }
+        Command::User { command } => match user_admin::run(command) {
+            Ok(message) => {
+                println!("{message}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("straja user: {e:#}");
+                ExitCode::from(2)
+            }
+        },
         Command::Run { config } => {
             init_logging();
             match run(config) {
@@ -194,17 +257,7 @@ fn issue_token(
     config: Option<&std::path::Path>,
 ) -> anyhow::Result<String> {
     let config = load_or_demo(config)?;
-    for camera in cameras {
-        if !config.cameras.iter().any(|c| &c.id == camera) {
-            anyhow::bail!("no camera '{camera}' in the configuration");
-        }
-    }
-    if role == Role::Security && cameras.is_empty() {
-        anyhow::bail!("a security token needs at least one --camera");
-    }
-    if role != Role::Security && !cameras.is_empty() {
-        anyhow::bail!("--camera applies to the security role only");
-    }
+    check_grant(&config, role, cameras)?;
     let authority = TokenAuthority::load_or_create(&config.state_dir)?;
     let audit = AuditLog::open(&config.state_dir, config.audit.rotate_bytes)?;
     let token = authority.issue(subject, role, cameras, ttl)?;
@@ -231,6 +284,22 @@ fn issue_token(
         )),
     })?;
     Ok(token)
+}
+
+/// Checks that every camera exists and that the role and the cameras go together.
+fn check_grant(config: &Config, role: Role, cameras: &[String]) -> anyhow::Result<()> {
+    for camera in cameras {
+        if !config.cameras.iter().any(|c| &c.id == camera) {
+            anyhow::bail!("no camera '{camera}' in the configuration");
+        }
+    }
+    if role == Role::Security && cameras.is_empty() {
+        anyhow::bail!("the security role needs at least one --camera");
+    }
+    if role != Role::Security && !cameras.is_empty() {
+        anyhow::bail!("--camera applies to the security role only");
+    }
+    Ok(())
 }
 
 fn load_or_demo(config: Option<&std::path::Path>) -> anyhow::Result<Config> {

@@ -1,5 +1,6 @@
-//! Every route × every caller: no token, a bad token, and each role (security staff with and
-//! without the camera in their token) get exactly the status the access policy promises — 401,
+//! Every route × every caller: no token, a bad token, each role (security staff with and
+//! without the camera in their token), and people signed in on the login page (by cookie, with
+//! the CSRF token their writes need) get exactly the status the access policy promises — 401,
 //! 403 or success. The list of routes comes from the router itself, and a unit test in the
 //! gateway fails if a route is added without a rule, so this matrix cannot silently miss one.
 
@@ -25,7 +26,7 @@ struct Case {
     expect: Expect,
 }
 
-const CALLERS: [&str; 7] = [
+const CALLERS: [&str; 10] = [
     "anonymous",
     "forged",
     "ops",
@@ -33,14 +34,26 @@ const CALLERS: [&str; 7] = [
     "security-yard",
     "clinician",
     "patient",
+    "signed-in-ops",
+    "signed-in-security-gate",
+    "signed-in-clinician",
 ];
+
+/// A signed-in caller is held to the same rules as a token of the same role.
+fn role_of(caller: &str) -> &str {
+    caller.strip_prefix("signed-in-").unwrap_or(caller)
+}
 
 /// What each caller gets on each route (public routes: everyone gets through).
 fn expected(method: &str, path: &str, caller: &str) -> Expect {
     use Expect::*;
+    let caller = role_of(caller);
     match (method, path) {
         ("GET", "/" | "/app.css" | "/app.js" | "/healthz") => Ok,
+        ("POST", "/api/v1/login" | "/api/v1/logout") => Ok,
+        ("OPTIONS", _) => Ok,
         _ if caller == "anonymous" || caller == "forged" => Unauthorized,
+        ("GET", "/api/v1/session") => Ok,
         ("GET", "/readyz") => match caller {
             "ops" => Ok,
             _ => Forbidden,
@@ -63,8 +76,26 @@ fn expected(method: &str, path: &str, caller: &str) -> Expect {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_every_role_as_the_policy_says() {
-    let gateway = GatewayUnderTest::start(&GATE_AND_YARD).await;
+    let gateway = GatewayUnderTest::start_with_http(
+        &GATE_AND_YARD,
+        "cors_origins = [\"https://portal.example\"]",
+        "",
+    )
+    .await;
     gateway.wait_until_ready(Duration::from_secs(15)).await;
+    const PASSWORD: &str = "matrix password 1234";
+    gateway.add_user("olga", "ops", &[], PASSWORD);
+    gateway.add_user("sam", "security", &["gate"], PASSWORD);
+    gateway.add_user("claire", "clinician", &[], PASSWORD);
+    let mut signed_in = std::collections::HashMap::new();
+    for (caller, user) in [
+        ("signed-in-ops", "olga"),
+        ("signed-in-security-gate", "sam"),
+        ("signed-in-clinician", "claire"),
+    ] {
+        let sign_in = gateway.sign_in(user, PASSWORD).await;
+        signed_in.insert(caller, gateway.signed_in_client(&sign_in, true));
+    }
     let forged = {
         // Right shape, wrong key.
         let other = straja_gateway::auth::TokenAuthority::from_key(&[9u8; 32]).unwrap();
@@ -98,7 +129,14 @@ async fn every_route_answers_every_role_as_the_policy_says() {
     }
     let mut failures = Vec::new();
     for case in &cases {
-        let client = gateway.client_with(token_for(case.caller).as_deref());
+        // Logout would end the caller's sign-in for the rest of the matrix: it is checked last.
+        if case.path == "/api/v1/logout" {
+            continue;
+        }
+        let client = match signed_in.get(case.caller) {
+            Some(client) => client.clone(),
+            None => gateway.client_with(token_for(case.caller).as_deref()),
+        };
         let concrete = case
             .path
             .replace("{id}", "gate")
@@ -110,6 +148,11 @@ async fn every_route_answers_every_role_as_the_policy_says() {
                 .header("Content-Type", "application/sdp")
                 .body("v=0\r\n"),
             "DELETE" => client.delete(gateway.url(&concrete)),
+            // A CORS preflight, from the configured origin.
+            "OPTIONS" => client
+                .request(reqwest::Method::OPTIONS, gateway.url(&concrete))
+                .header("origin", "https://portal.example")
+                .header("access-control-request-method", "POST"),
             other => panic!("method {other} not covered by this test"),
         };
         let response = request.send().await.expect("request");
@@ -125,6 +168,19 @@ async fn every_route_answers_every_role_as_the_policy_says() {
             failures.push(format!(
                 "{} {} as {}: got {status}, expected {:?}",
                 case.method, case.path, case.caller, case.expect
+            ));
+        }
+    }
+    for (caller, client) in &signed_in {
+        let response = client
+            .post(gateway.url("/api/v1/logout"))
+            .send()
+            .await
+            .expect("logout");
+        if response.status() != 204 {
+            failures.push(format!(
+                "POST /api/v1/logout as {caller}: got {}",
+                response.status()
             ));
         }
     }

@@ -14,6 +14,9 @@ use support::gateway_under_test::{base_url_from_banner, https_client, issue_toke
 use support::whep_viewer::WhepViewer;
 
 const CAMERA_PASSWORD: &str = "Sup3r-Secret-Cam-Pw";
+const USER_NAME: &str = "dr.nadia.example";
+const USER_PASSWORD: &str = "Nadia's own passphrase 42";
+const WRONG_PASSWORD: &str = "Nadia's mistyped passphrase";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokens_passwords_and_client_addresses_stay_out_of_the_logs() {
@@ -81,6 +84,38 @@ async fn tokens_passwords_and_client_addresses_stay_out_of_the_logs() {
         .await
         .unwrap();
     assert_eq!(response.status(), 401);
+    // A local user signs in, after a wrong password, and out.
+    let add = {
+        use std::io::Write;
+        let mut child = Command::new(env!("CARGO_BIN_EXE_straja"))
+            .args([
+                "user",
+                "add",
+                USER_NAME,
+                "--role",
+                "ops",
+                "--password-stdin",
+                "--config",
+            ])
+            .arg(&config)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        writeln!(child.stdin.take().unwrap(), "{USER_PASSWORD}").unwrap();
+        child.wait().unwrap()
+    };
+    assert!(add.success());
+    let anonymous = https_client(&ca, None);
+    for (password, status) in [(WRONG_PASSWORD, 401), (USER_PASSWORD, 200)] {
+        let response = anonymous
+            .post(format!("{base_url}/api/v1/login"))
+            .json(&serde_json::json!({"user": USER_NAME, "password": password}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status);
+    }
     let viewer = WhepViewer::connect(&https_client(&ca, Some(&security)), &base_url, "gate").await;
     let reception = viewer.wait_for_frames(5, Duration::from_secs(10)).await;
     assert!(reception.complete_frames >= 5, "{reception:?}");
@@ -116,6 +151,9 @@ async fn tokens_passwords_and_client_addresses_stay_out_of_the_logs() {
         ("the ops token", ops.as_str()),
         ("the forged token", forged.as_str()),
         ("the camera password", CAMERA_PASSWORD),
+        ("a user's password", USER_PASSWORD),
+        ("a mistyped password", WRONG_PASSWORD),
+        ("a user's name", USER_NAME),
         ("the client's address", client_address.as_str()),
     ] {
         assert!(!log.contains(secret), "{what} is in the log:\n{log}");

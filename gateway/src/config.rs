@@ -47,8 +47,9 @@ pub struct Config {
     pub cameras: Vec<CameraConfig>,
 }
 
-/// `[auth]`: tokens issued by the city's or hospital's identity provider (besides the gateway's own).
-#[derive(Debug, Clone, Default, Deserialize)]
+/// `[auth]`: tokens issued by the city's or hospital's identity provider (besides the gateway's
+/// own), and local users who sign in on the login page.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// The provider's public keys (a JWK set: ES256 P-256, RS256, EdDSA Ed25519; each with `kid`).
@@ -57,6 +58,43 @@ pub struct AuthConfig {
     pub issuer: Option<String>,
     /// The `aud` its tokens must carry, if any.
     pub audience: Option<String>,
+    /// Local users who sign in with a password (absent: `<state_dir>/auth/users.json`).
+    pub users_file: Option<PathBuf>,
+    /// A signed-in person is signed out after this long without a request (automatic logoff).
+    #[serde(default = "AuthConfig::default_idle_timeout_seconds")]
+    pub idle_timeout_seconds: u64,
+    /// And at the latest this long after signing in.
+    #[serde(default = "AuthConfig::default_sign_in_lifetime_seconds")]
+    pub sign_in_lifetime_seconds: u64,
+}
+
+impl AuthConfig {
+    fn default_idle_timeout_seconds() -> u64 {
+        15 * 60
+    }
+    fn default_sign_in_lifetime_seconds() -> u64 {
+        12 * 3600
+    }
+
+    /// The users file for a state directory.
+    pub fn users_file_in(&self, state_dir: &Path) -> PathBuf {
+        self.users_file
+            .clone()
+            .unwrap_or_else(|| state_dir.join("auth").join("users.json"))
+    }
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            jwks_file: None,
+            issuer: None,
+            audience: None,
+            users_file: None,
+            idle_timeout_seconds: Self::default_idle_timeout_seconds(),
+            sign_in_lifetime_seconds: Self::default_sign_in_lifetime_seconds(),
+        }
+    }
 }
 
 /// `[limits]`: caps that keep one client, or many, from exhausting the box.
@@ -69,6 +107,12 @@ pub struct LimitsConfig {
     /// Viewer sessions open at once on one camera.
     #[serde(default = "LimitsConfig::default_max_sessions_per_camera")]
     pub max_sessions_per_camera: usize,
+    /// Failed password logins allowed per source address (IPv6: per /64) per minute.
+    #[serde(default = "LimitsConfig::default_login_attempts_per_minute")]
+    pub login_attempts_per_minute: u32,
+    /// People signed in at once (the oldest idle sign-in ends first beyond it).
+    #[serde(default = "LimitsConfig::default_max_sign_ins")]
+    pub max_sign_ins: usize,
 }
 
 impl LimitsConfig {
@@ -78,6 +122,12 @@ impl LimitsConfig {
     fn default_max_sessions_per_camera() -> usize {
         256
     }
+    fn default_login_attempts_per_minute() -> u32 {
+        5
+    }
+    fn default_max_sign_ins() -> usize {
+        10_000
+    }
 }
 
 impl Default for LimitsConfig {
@@ -85,6 +135,8 @@ impl Default for LimitsConfig {
         Self {
             max_sessions: Self::default_max_sessions(),
             max_sessions_per_camera: Self::default_max_sessions_per_camera(),
+            login_attempts_per_minute: Self::default_login_attempts_per_minute(),
+            max_sign_ins: Self::default_max_sign_ins(),
         }
     }
 }
@@ -126,6 +178,10 @@ pub struct HttpConfig {
     /// PEM bundle of the CAs that sign API clients' certificates: when set, every HTTPS client
     /// must present a certificate from one of them (mutual TLS).
     pub client_ca: Option<PathBuf>,
+    /// Web origins (`https://host[:port]`) whose pages may use WHEP from the browser (CORS,
+    /// with bearer tokens only). Empty: no cross-origin access at all.
+    #[serde(default)]
+    pub cors_origins: Vec<String>,
 }
 
 /// `[metrics]`: the Prometheus listener (plain HTTP, meant for loopback or a management network).
@@ -327,6 +383,44 @@ impl Config {
                 problem(field.into(), format!("{value} is out of range 1..=100000"));
             }
         }
+        if !(1..=10_000).contains(&self.limits.login_attempts_per_minute) {
+            problem(
+                "limits.login_attempts_per_minute".into(),
+                format!(
+                    "{} is out of range 1..=10000",
+                    self.limits.login_attempts_per_minute
+                ),
+            );
+        }
+        if !(1..=1_000_000).contains(&self.limits.max_sign_ins) {
+            problem(
+                "limits.max_sign_ins".into(),
+                format!("{} is out of range 1..=1000000", self.limits.max_sign_ins),
+            );
+        }
+        if !(1..=86_400).contains(&self.auth.idle_timeout_seconds) {
+            problem(
+                "auth.idle_timeout_seconds".into(),
+                format!(
+                    "{} is out of range 1..=86400 (one day)",
+                    self.auth.idle_timeout_seconds
+                ),
+            );
+        }
+        if !(1..=7 * 86_400).contains(&self.auth.sign_in_lifetime_seconds) {
+            problem(
+                "auth.sign_in_lifetime_seconds".into(),
+                format!(
+                    "{} is out of range 1..=604800 (a week)",
+                    self.auth.sign_in_lifetime_seconds
+                ),
+            );
+        }
+        for (i, origin) in self.http.cors_origins.iter().enumerate() {
+            if let Err(reason) = validate_origin(origin) {
+                problem(format!("http.cors_origins[{i}]"), reason);
+            }
+        }
         match (&self.auth.jwks_file, &self.auth.issuer) {
             (Some(_), None) => problem(
                 "auth.issuer".into(),
@@ -399,6 +493,26 @@ pub fn validate_camera_id(id: &str) -> Result<(), String> {
     }
     if id.starts_with('-') || id.ends_with('-') {
         return Err(format!("'{id}' must not start or end with '-'"));
+    }
+    Ok(())
+}
+
+/// Checks a CORS origin: `https://host` or `https://host:port`, nothing after it (browsers send
+/// exactly that in `Origin`, and compare it byte for byte).
+pub fn validate_origin(origin: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(origin).map_err(|e| format!("'{origin}' is not a URL: {e}"))?;
+    if parsed.scheme() != "https" {
+        return Err(format!(
+            "'{origin}' must be an https:// origin (the gateway serves HTTPS only)"
+        ));
+    }
+    if parsed.host_str().is_none()
+        || origin != parsed.origin().ascii_serialization()
+        || origin.ends_with('/')
+    {
+        return Err(format!(
+            "'{origin}' must be an origin: https://host[:port], without path, '*' or trailing '/'"
+        ));
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use crate::audit::{AuditError, AuditEvent, AuditLog};
 use crate::auth::TokenAuthority;
+use crate::auth::local_login::LocalLogin;
 use crate::cameras::Camera;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -27,6 +28,8 @@ pub struct Gateway {
     pub tokens: TokenAuthority,
     /// The tamper-evident audit log.
     pub audit: Arc<AuditLog>,
+    /// Local users' password sign-in (login page, cookies).
+    pub login: LocalLogin,
 }
 
 impl Gateway {

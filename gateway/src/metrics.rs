@@ -36,6 +36,14 @@ pub struct Metrics {
     pub whep_answer_seconds: Histogram,
     /// `straja_webrtc_udp_unmatched_datagrams_total`: datagrams no session claimed.
     pub udp_unmatched: IntCounter,
+    /// `straja_logins_total{outcome}`: password logins by outcome (`success`, `failure`,
+    /// `throttled`).
+    pub logins: IntCounterVec,
+    /// `straja_auth_failures_total{reason}`: requests refused by authentication or authorization
+    /// (`missing`, `invalid`, `expired`, `signed_out`, `forbidden`, `csrf`).
+    pub auth_failures: IntCounterVec,
+    /// `straja_signed_in_users`: sign-ins held now (login page).
+    pub signed_in: IntGauge,
 }
 
 impl Metrics {
@@ -122,9 +130,24 @@ impl Metrics {
                 "UDP datagrams on the media port that no session claimed.",
             )
             .expect("valid metric"),
+            logins: counter(
+                "straja_logins_total",
+                "Password logins on the login page, by outcome (success, failure, throttled).",
+                &["outcome"],
+            ),
+            auth_failures: counter(
+                "straja_auth_failures_total",
+                "Requests refused by authentication or authorization, by reason.",
+                &["reason"],
+            ),
+            signed_in: IntGauge::new(
+                "straja_signed_in_users",
+                "Sign-ins from the login page held now.",
+            )
+            .expect("valid metric"),
             registry,
         };
-        let families: [Box<dyn prometheus::core::Collector>; 13] = [
+        let families: [Box<dyn prometheus::core::Collector>; 16] = [
             Box::new(build_info),
             Box::new(metrics.camera_up.clone()),
             Box::new(metrics.ingest_packets.clone()),
@@ -138,6 +161,9 @@ impl Metrics {
             Box::new(metrics.http_requests.clone()),
             Box::new(metrics.whep_answer_seconds.clone()),
             Box::new(metrics.udp_unmatched.clone()),
+            Box::new(metrics.logins.clone()),
+            Box::new(metrics.auth_failures.clone()),
+            Box::new(metrics.signed_in.clone()),
         ];
         for family in families {
             metrics
@@ -147,6 +173,19 @@ impl Metrics {
         }
         // Sessions of every kind are exported from the start, at 0.
         metrics.webrtc_sessions.with_label_values(&["whep"]).set(0);
+        for outcome in ["success", "failure", "throttled"] {
+            metrics.logins.with_label_values(&[outcome]);
+        }
+        for reason in [
+            "missing",
+            "invalid",
+            "expired",
+            "signed_out",
+            "forbidden",
+            "csrf",
+        ] {
+            metrics.auth_failures.with_label_values(&[reason]);
+        }
         metrics
     }
 

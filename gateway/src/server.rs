@@ -110,7 +110,9 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         config.limits.max_sessions,
         config.limits.max_sessions_per_camera,
     );
+    let login = crate::auth::local_login::LocalLogin::new(&config);
     let gateway = Arc::new(Gateway {
+        login,
         config,
         cameras,
         sessions,
@@ -145,6 +147,11 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
                 for (camera, reported) in gateway.cameras.iter().zip(reported.iter_mut()) {
                     camera.export_metrics(reported);
                 }
+                // Also forgets sign-ins that ended by inactivity.
+                gateway
+                    .metrics
+                    .signed_in
+                    .set(gateway.login.signed_in() as i64);
             }
         })
     };

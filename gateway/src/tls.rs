@@ -266,6 +266,7 @@ mod tests {
             tls_cert: cert.map(Path::to_owned),
             tls_key: key.map(Path::to_owned),
             client_ca: None,
+            cors_origins: Vec::new(),
         }
     }
 

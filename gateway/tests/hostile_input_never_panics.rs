@@ -186,4 +186,13 @@ proptest! {
         let _ = local_ufrag(&bytes);
         let _ = starts_keyframe(&bytes);
     }
+
+    #[test]
+    fn arbitrary_login_input_never_panics(header in ".{0,300}", stored in ".{0,200}", origin in ".{0,100}") {
+        use straja_gateway::auth::web_sessions::{cookie_value, COOKIE_NAME};
+        let _ = cookie_value(&header, COOKIE_NAME);
+        let _ = straja_gateway::auth::password::is_valid_hash(&stored);
+        let _ = straja_gateway::auth::user_directory::validate_name(&header);
+        let _ = straja_gateway::config::validate_origin(&origin);
+    }
 }

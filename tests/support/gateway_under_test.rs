@@ -24,7 +24,18 @@ pub struct GatewayUnderTest {
     pub security_token: String,
     /// The test CA certificate (PEM file).
     pub ca_cert: PathBuf,
+    /// The gateway's configuration as a file, for `straja` commands run against it.
+    pub config_file: PathBuf,
     _state_dir: tempfile::TempDir,
+}
+
+/// A person signed in on the login page: the cookie and the CSRF token writes carry.
+#[derive(Debug, Clone)]
+pub struct SignIn {
+    /// `Cookie` header value.
+    pub cookie: String,
+    /// `X-CSRF-Token` value.
+    pub csrf: String,
 }
 
 const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
@@ -142,6 +153,8 @@ udp_listen = "127.0.0.1:0"
                 camera.id, camera.id, camera.source
             ));
         }
+        let config_file = state_dir.path().join("straja.toml");
+        std::fs::write(&config_file, &toml).expect("config file");
         let config = Config::parse(&toml).expect("valid test config");
         let running = start(config).await.expect("gateway starts");
         let ca_cert = certs.join("ca.crt");
@@ -161,6 +174,7 @@ udp_listen = "127.0.0.1:0"
             security_token,
             running,
             ca_cert,
+            config_file,
             _state_dir: state_dir,
         }
     }
@@ -265,6 +279,88 @@ udp_listen = "127.0.0.1:0"
             );
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+    }
+
+    /// Runs `straja user ARGS... --config <this gateway's config>` with `stdin` as its input.
+    pub fn user_command(&self, args: &[&str], stdin: &str) -> std::process::Output {
+        use std::io::Write;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_straja"))
+            .arg("user")
+            .args(args)
+            .arg("--config")
+            .arg(&self.config_file)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("straja user");
+        let mut input = child.stdin.take().expect("stdin");
+        input.write_all(stdin.as_bytes()).expect("write stdin");
+        drop(input);
+        child.wait_with_output().expect("straja user output")
+    }
+
+    /// Adds a local user with the CLI (`--password-stdin`).
+    pub fn add_user(&self, name: &str, role: &str, cameras: &[&str], password: &str) {
+        let mut args = vec!["add", name, "--role", role, "--password-stdin"];
+        for camera in cameras {
+            args.extend(["--camera", camera]);
+        }
+        let output = self.user_command(&args, &format!("{password}\n"));
+        assert!(output.status.success(), "straja user add: {output:?}");
+    }
+
+    /// `POST /api/v1/login`; the raw response.
+    pub async fn login_response(&self, user: &str, password: &str) -> reqwest::Response {
+        self.anonymous
+            .post(self.url("/api/v1/login"))
+            .json(&serde_json::json!({"user": user, "password": password}))
+            .send()
+            .await
+            .expect("login request")
+    }
+
+    /// Signs in on the login API and returns the cookie and CSRF token.
+    pub async fn sign_in(&self, user: &str, password: &str) -> SignIn {
+        let response = self.login_response(user, password).await;
+        assert_eq!(response.status(), 200, "login of {user}");
+        let set_cookie = response
+            .headers()
+            .get("set-cookie")
+            .expect("Set-Cookie")
+            .to_str()
+            .expect("ASCII")
+            .to_owned();
+        let body: serde_json::Value = response.json().await.expect("login JSON");
+        SignIn {
+            cookie: set_cookie
+                .split(';')
+                .next()
+                .expect("cookie pair")
+                .to_owned(),
+            csrf: body["csrf_token"].as_str().expect("csrf_token").to_owned(),
+        }
+    }
+
+    /// An HTTPS client that sends a sign-in's cookie, and its CSRF token when `with_csrf`.
+    pub fn signed_in_client(&self, sign_in: &SignIn, with_csrf: bool) -> reqwest::Client {
+        let ca = reqwest::Certificate::from_pem(&std::fs::read(&self.ca_cert).expect("ca.crt"))
+            .expect("CA PEM");
+        let mut headers = reqwest::header::HeaderMap::new();
+        headers.insert(
+            reqwest::header::COOKIE,
+            sign_in.cookie.parse().expect("cookie header"),
+        );
+        if with_csrf {
+            headers.insert("x-csrf-token", sign_in.csrf.parse().expect("csrf header"));
+        }
+        reqwest::Client::builder()
+            .add_root_certificate(ca)
+            .https_only(true)
+            .default_headers(headers)
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .expect("HTTPS client")
     }
 
     /// Stops the gateway.

@@ -24,6 +24,21 @@ pub enum Action {
     /// An access token was issued.
     #[serde(rename = "token.issue")]
     TokenIssue,
+    /// A password login on the login page (allowed or denied).
+    #[serde(rename = "login")]
+    Login,
+    /// A sign-in ended by logout.
+    #[serde(rename = "logout")]
+    Logout,
+    /// A local user was added.
+    #[serde(rename = "user.add")]
+    UserAdd,
+    /// A local user was removed.
+    #[serde(rename = "user.remove")]
+    UserRemove,
+    /// A local user's password was set.
+    #[serde(rename = "user.passwd")]
+    UserPasswd,
     /// Configuration was reloaded by the gateway itself (actor `system`): resource `tls` for the
     /// TLS certificate, key and client CAs (on SIGHUP or a change to their files); `denied` when
     /// the reload failed and the material in force stays.

@@ -8,7 +8,7 @@ use super::role::Role;
 /// What a route requires.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
-    /// Anyone: static page assets and liveness only (no data).
+    /// Anyone: static page assets, liveness, login/logout and CORS preflights (no data).
     Public,
     /// A valid token with one of these roles; `camera_param` names the path parameter holding a
     /// camera id that a `security` token must list.
@@ -66,6 +66,21 @@ pub const RULES: &[RouteRule] = &[
         access: roles(&[Role::Ops]),
     },
     RouteRule {
+        method: "POST",
+        path: "/api/v1/login",
+        access: Access::Public,
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/logout",
+        access: Access::Public,
+    },
+    RouteRule {
+        method: "GET",
+        path: "/api/v1/session",
+        access: roles(&Role::ALL),
+    },
+    RouteRule {
         method: "GET",
         path: "/api/v1/cameras",
         access: roles(&[Role::Ops, Role::Security]),
@@ -79,9 +94,19 @@ pub const RULES: &[RouteRule] = &[
         },
     },
     RouteRule {
+        method: "OPTIONS",
+        path: "/api/v1/cameras/{id}/whep",
+        access: Access::Public,
+    },
+    RouteRule {
         method: "DELETE",
         path: "/api/v1/sessions/{sid}",
         access: roles(&[Role::Ops, Role::Security]),
+    },
+    RouteRule {
+        method: "OPTIONS",
+        path: "/api/v1/sessions/{sid}",
+        access: Access::Public,
     },
 ];
 

@@ -3,7 +3,9 @@
 
 pub mod api_error;
 pub mod cameras;
+pub mod cors;
 pub mod health;
+pub mod login;
 pub mod page;
 pub mod request_metrics;
 pub mod security_headers;
@@ -13,7 +15,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{MethodRouter, delete, get, post};
+use axum::routing::{MethodRouter, delete, get, options, post};
 
 use crate::auth::require_access::require_access;
 use crate::gateway::Gateway;
@@ -27,9 +29,22 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)>
         ("GET", "/app.js", get(page::script)),
         ("GET", "/healthz", get(health::healthz)),
         ("GET", "/readyz", get(health::readyz)),
+        ("POST", "/api/v1/login", post(login::login)),
+        ("POST", "/api/v1/logout", post(login::logout)),
+        ("GET", "/api/v1/session", get(login::whoami)),
         ("GET", "/api/v1/cameras", get(cameras::list)),
         ("POST", "/api/v1/cameras/{id}/whep", post(whep::offer)),
+        (
+            "OPTIONS",
+            "/api/v1/cameras/{id}/whep",
+            options(cors::preflight),
+        ),
         ("DELETE", "/api/v1/sessions/{sid}", delete(whep::delete)),
+        (
+            "OPTIONS",
+            "/api/v1/sessions/{sid}",
+            options(cors::preflight),
+        ),
     ]
 }
 
@@ -49,6 +64,10 @@ pub fn router(gateway: Arc<Gateway>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             gateway.clone(),
             request_metrics::count,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            gateway.clone(),
+            cors::allow_configured_origins,
         ))
         .layer(axum::middleware::from_fn(security_headers::add))
         .with_state(gateway)

@@ -1,14 +1,19 @@
-// Straja camera page: lists cameras, plays one over WHEP (RFC draft-ietf-wish-whep).
-// window.straja exposes play(id), stop() and the current RTCPeerConnection for tests and debugging.
+// Straja camera page: signs in (user name and password, or an access token), lists cameras and
+// plays one over WHEP (draft-ietf-wish-whep).
+// window.straja exposes play(id), stop(), signOut() and the current RTCPeerConnection for tests
+// and debugging.
 "use strict";
 
 const TOKEN_KEY = "straja.token";
-const statusEl = document.getElementById("status");
-const signinEl = document.getElementById("signin");
-const listEl = document.getElementById("cameras");
-const video = document.getElementById("video");
-const straja = { pc: null, session: null, camera: null };
+const $ = (id) => document.getElementById(id);
+const statusEl = $("status");
+const signinEl = $("signin");
+const listEl = $("cameras");
+const video = $("video");
+// csrf: the sign-in's CSRF token (cookie sign-ins only; never stored beyond this page).
+const straja = { pc: null, session: null, camera: null, csrf: null, identity: null };
 window.straja = straja;
+let idleTimer = null;
 
 function setStatus(text) { statusEl.textContent = text; }
 
@@ -21,31 +26,126 @@ function takeTokenFromFragment() {
   history.replaceState(null, "", location.pathname + location.search);
 }
 
-function authorized(headers = {}) {
+// Headers for an API call: the bearer token when one is used, else the sign-in cookie goes by
+// itself and writes carry the CSRF token.
+function authorized(headers = {}, write = false) {
   const token = sessionStorage.getItem(TOKEN_KEY);
-  return token ? { ...headers, Authorization: `Bearer ${token}` } : headers;
+  if (token) return { ...headers, Authorization: `Bearer ${token}` };
+  if (write && straja.csrf) return { ...headers, "X-CSRF-Token": straja.csrf };
+  return headers;
 }
 
-function askForToken(reason) {
-  sessionStorage.removeItem(TOKEN_KEY);
-  signinEl.hidden = false;
-  setStatus(reason);
+async function reasonOf(response) {
+  try { return (await response.json()).error || `HTTP ${response.status}`; } catch (_) {
+    return `HTTP ${response.status}`;
+  }
 }
 
-signinEl.addEventListener("submit", (event) => {
-  event.preventDefault();
-  sessionStorage.setItem(TOKEN_KEY, document.getElementById("token").value.trim());
-  signinEl.hidden = true;
-  straja.ready = loadCameras().catch((e) => setStatus(e.message));
-});
-
-async function loadCameras() {
-  const response = await fetch("/api/v1/cameras", { headers: authorized() });
+// Every API call goes through here: a 401 means the sign-in ended (logout elsewhere, inactivity,
+// a changed password): the page stops the video and asks to sign in again.
+async function api(path, options = {}, write = false) {
+  const response = await fetch(path, { ...options, headers: authorized(options.headers, write) });
   if (response.status === 401) {
-    askForToken("Sign in with an access token");
+    const reason = await reasonOf(response);
+    await signedOut(reason);
+    throw new Error(reason);
+  }
+  armIdleTimer();
+  return response;
+}
+
+// After the idle timeout without a request, the gateway has ended the sign-in: show it at once
+// (the screen stops showing cameras) rather than at the next click.
+function armIdleTimer() {
+  clearTimeout(idleTimer);
+  const seconds = straja.identity && straja.identity.idle_timeout_seconds;
+  if (!seconds) return;
+  idleTimer = setTimeout(() => {
+    signedOut("You were signed out after a period of inactivity. Sign in again.");
+  }, seconds * 1000 + 1000);
+}
+
+async function signedOut(reason) {
+  clearTimeout(idleTimer);
+  sessionStorage.removeItem(TOKEN_KEY);
+  straja.csrf = null;
+  straja.identity = null;
+  await stopPlayback(false);
+  $("viewer").hidden = true;
+  $("identity").hidden = true;
+  $("signout").hidden = true;
+  listEl.replaceChildren();
+  $("signin-reason").textContent = reason || "";
+  $("password").value = "";
+  signinEl.hidden = false;
+  setStatus("Sign in to see the cameras");
+}
+
+function signedIn(identity) {
+  straja.identity = identity;
+  straja.csrf = identity.csrf_token || null;
+  signinEl.hidden = true;
+  $("signin-reason").textContent = "";
+  $("identity").textContent = `${identity.user} · ${identity.role}`;
+  $("identity").hidden = false;
+  $("signout").hidden = false;
+  $("viewer").hidden = false;
+  armIdleTimer();
+  return loadCameras();
+}
+
+async function whoAmI() {
+  const response = await fetch("/api/v1/session", { headers: authorized() });
+  if (response.status === 401) {
+    await signedOut(sessionStorage.getItem(TOKEN_KEY) ? await reasonOf(response) : "");
     return [];
   }
-  if (!response.ok) throw new Error(`cameras: HTTP ${response.status}`);
+  if (!response.ok) throw new Error(`session: ${await reasonOf(response)}`);
+  return signedIn(await response.json());
+}
+
+signinEl.addEventListener("submit", async (event) => {
+  event.preventDefault();
+  sessionStorage.removeItem(TOKEN_KEY);
+  setStatus("Signing in…");
+  const response = await fetch("/api/v1/login", {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ user: $("user").value.trim(), password: $("password").value }),
+  });
+  $("password").value = "";
+  if (!response.ok) {
+    let reason = await reasonOf(response);
+    const wait = response.headers.get("Retry-After");
+    if (wait) reason += ` (try again in ${wait} s)`;
+    $("signin-reason").textContent = reason;
+    setStatus("Not signed in");
+    return;
+  }
+  straja.ready = signedIn(await response.json()).catch((e) => setStatus(e.message));
+});
+
+$("token-submit").addEventListener("click", () => {
+  const token = $("token").value.trim();
+  $("token").value = "";
+  if (!token) return;
+  sessionStorage.setItem(TOKEN_KEY, token);
+  straja.ready = whoAmI().catch((e) => setStatus(e.message));
+});
+
+straja.signOut = async function signOut() {
+  const usingCookie = !sessionStorage.getItem(TOKEN_KEY);
+  await stopPlayback(true);
+  if (usingCookie) {
+    await fetch("/api/v1/logout", { method: "POST", headers: authorized({}, true) }).catch(() => {});
+  }
+  await signedOut("You have signed out.");
+};
+$("signout").addEventListener("click", () => { straja.signOut(); });
+
+async function loadCameras() {
+  const response = await api("/api/v1/cameras");
+  if (!response.ok) throw new Error(`cameras: ${await reasonOf(response)}`);
   const cameras = await response.json();
   listEl.replaceChildren(...cameras.map((camera) => {
     const item = document.createElement("li");
@@ -62,18 +162,23 @@ async function loadCameras() {
     item.append(button);
     return item;
   }));
-  setStatus(cameras.length ? "Choose a camera" : "No cameras configured");
+  setStatus(cameras.length ? "Choose a camera" : "No cameras you may view");
   return cameras;
 }
 
-straja.stop = async function stop() {
+// Ends the current view; `tell` also ends the session on the gateway (DELETE).
+async function stopPlayback(tell) {
   const { pc, session } = straja;
   straja.pc = null;
   straja.session = null;
   if (pc) pc.close();
-  if (session) await fetch(session, { method: "DELETE", headers: authorized() }).catch(() => {});
   video.srcObject = null;
-};
+  if (tell && session) {
+    await fetch(session, { method: "DELETE", headers: authorized({}, true) }).catch(() => {});
+  }
+}
+
+straja.stop = () => stopPlayback(true);
 
 straja.play = async function play(cameraId) {
   await straja.stop();
@@ -101,19 +206,19 @@ straja.play = async function play(cameraId) {
   // No wait for ICE gathering: the gateway is ICE-lite and learns this browser's address from its
   // connectivity checks, so the offer can go at once (saves 100-200 ms before the first frame).
   mark("offer");
-  const response = await fetch(`/api/v1/cameras/${encodeURIComponent(cameraId)}/whep`, {
-    method: "POST",
-    headers: authorized({ "Content-Type": "application/sdp" }),
-    body: pc.localDescription.sdp,
-  });
-  if (response.status === 401) {
+  let response;
+  try {
+    response = await api(`/api/v1/cameras/${encodeURIComponent(cameraId)}/whep`, {
+      method: "POST",
+      headers: { "Content-Type": "application/sdp" },
+      body: pc.localDescription.sdp,
+    }, true);
+  } catch (e) {
     pc.close();
-    askForToken("Your access token is no longer valid: sign in again");
-    throw new Error("Sign in again");
+    throw e;
   }
   if (response.status !== 201) {
-    let reason = `HTTP ${response.status}`;
-    try { reason = (await response.json()).error || reason; } catch (_) { /* not JSON */ }
+    const reason = await reasonOf(response);
     pc.close();
     throw new Error(`Cannot play: ${reason}`);
   }
@@ -135,4 +240,4 @@ straja.framesDecoded = async function framesDecoded() {
 
 window.addEventListener("pagehide", () => { straja.stop(); });
 takeTokenFromFragment();
-straja.ready = loadCameras().catch((e) => setStatus(e.message));
+straja.ready = whoAmI().catch((e) => setStatus(e.message));
