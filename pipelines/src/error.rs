@@ -49,7 +49,7 @@ pub enum SourceError {
     #[error("camera source is not a valid URL: {0}")]
     Malformed(String),
     /// The scheme is not one this crate can ingest.
-    #[error("unknown scheme '{0}'; expected rtsp, rtsps, test or v4l2")]
+    #[error("unknown scheme '{0}'; expected rtsp, rtsps, test, v4l2 or rtp")]
     UnknownScheme(String),
     /// An RTSP URL without a host.
     #[error("{scheme} source needs a host, e.g. {scheme}://192.0.2.10:554/stream1")]

@@ -16,7 +16,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::error::PipelineError;
-use crate::source::{CameraSource, RtspSource, TestSource};
+use crate::source::{CameraSource, RtpSource, RtspSource, TestSource};
 
 /// Name of the first element (videotestsrc, rtspsrc or v4l2src).
 pub(crate) const SOURCE: &str = "src";
@@ -53,6 +53,7 @@ pub(crate) fn describe(source: &CameraSource) -> String {
             rtsp.transport().gst_protocols(),
             rtp_tail()
         ),
+        CameraSource::Rtp(rtp) => describe_rtp(rtp),
         CameraSource::V4l2(v4l2) => format!(
             // The device path is restricted to [A-Za-z0-9/._:+-] by the parser: safe unquoted.
             "v4l2src name={SOURCE} device={} ! videoconvert ! {} ! {}",
@@ -60,6 +61,31 @@ pub(crate) fn describe(source: &CameraSource) -> String {
             x264(30, 2000),
             rtp_tail()
         ),
+    }
+}
+
+/// Pushed RTP: re-payloaded like an RTSP camera's, or (passthrough) handed on as received.
+fn describe_rtp(rtp: &RtpSource) -> String {
+    let caps = format!(
+        "application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload={}",
+        rtp.payload_type()
+    );
+    // An IP address is safe unquoted; the caps are quoted as one property value.
+    let source = format!(
+        "udpsrc name={SOURCE} address={} port={} buffer-size=4194304 caps=\"{caps}\"",
+        rtp.address(),
+        rtp.port()
+    );
+    if rtp.passthrough() {
+        format!(
+            "{source} ! appsink name={SINK} emit-signals=false sync=false max-buffers=64 \
+             drop=true enable-last-sample=false"
+        )
+    } else {
+        format!(
+            "{source} ! rtpjitterbuffer latency=50 ! rtph264depay ! {}",
+            rtp_tail()
+        )
     }
 }
 

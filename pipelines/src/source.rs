@@ -3,6 +3,8 @@
 //! - `rtsp://[user:pass@]host[:port]/path[?transport=tcp|udp]` and `rtsps://…`: an IP camera.
 //! - `test://<pattern>[?width=&height=&fps=&gop=&bitrate=]`: a videotestsrc pattern, encoded live.
 //! - `v4l2:///dev/videoN`: a local (USB) camera.
+//! - `rtp://ADDRESS:PORT[?pt=96&passthrough=true]`: H.264 RTP pushed to this box (an encoder, or a
+//!   camera's multicast stream when ADDRESS is a multicast group), as Janus's streaming plugin takes it.
 //!
 //! Credentials are kept apart from the location from the start: the location handed to GStreamer
 //! never has them, `Display` and `Debug` show `***` in their place, and no error repeats them.
@@ -25,6 +27,8 @@ pub enum CameraSource {
     Test(TestSource),
     /// A local Video4Linux2 device, encoded live to H.264.
     V4l2(V4l2Source),
+    /// H.264 RTP pushed to a UDP port of this box.
+    Rtp(RtpSource),
 }
 
 impl CameraSource {
@@ -46,7 +50,7 @@ impl CameraSource {
                 ));
             }
         };
-        if !matches!(scheme.as_str(), "rtsp" | "rtsps" | "test" | "v4l2") {
+        if !matches!(scheme.as_str(), "rtsp" | "rtsps" | "test" | "v4l2" | "rtp") {
             // Named only when it looks like a scheme followed by `//`: in `admin:pw@host`, what
             // comes before the colon is a user name, not something to repeat in an error.
             let looks_like_scheme = rest.starts_with("//")
@@ -66,6 +70,7 @@ impl CameraSource {
             "rtsp" => RtspSource::from_url(&url, "rtsp").map(CameraSource::Rtsp),
             "rtsps" => RtspSource::from_url(&url, "rtsps").map(CameraSource::Rtsp),
             "test" => TestSource::from_url(&url).map(CameraSource::Test),
+            "rtp" => RtpSource::from_url(&url).map(CameraSource::Rtp),
             _ => V4l2Source::from_url(&url).map(CameraSource::V4l2),
         }
     }
@@ -77,16 +82,18 @@ impl CameraSource {
             CameraSource::Rtsp(rtsp) => rtsp.redacted.clone(),
             CameraSource::Test(test) => test.url.clone(),
             CameraSource::V4l2(v4l2) => format!("v4l2://{}", v4l2.device),
+            CameraSource::Rtp(rtp) => rtp.url(),
         }
     }
 
-    /// The kind of source, for logs and metric labels: `rtsp`, `test` or `v4l2`
+    /// The kind of source, for logs and metric labels: `rtsp`, `test`, `v4l2` or `rtp`
     /// (`rtsps` counts as `rtsp`).
     pub fn kind(&self) -> &'static str {
         match self {
             CameraSource::Rtsp(_) => "rtsp",
             CameraSource::Test(_) => "test",
             CameraSource::V4l2(_) => "v4l2",
+            CameraSource::Rtp(_) => "rtp",
         }
     }
 }
@@ -577,6 +584,121 @@ impl V4l2Source {
     /// The device path, e.g. `/dev/video0`.
     pub fn device(&self) -> &str {
         &self.device
+    }
+}
+
+/// H.264 RTP pushed to a UDP port of this box.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RtpSource {
+    address: std::net::IpAddr,
+    port: u16,
+    payload_type: u8,
+    passthrough: bool,
+}
+
+impl RtpSource {
+    fn from_url(url: &Url) -> Result<RtpSource, SourceError> {
+        let unsupported = |part| SourceError::Unsupported {
+            scheme: "rtp",
+            part,
+        };
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err(unsupported("user or password"));
+        }
+        if !matches!(url.path(), "" | "/") {
+            return Err(unsupported("path; write rtp://ADDRESS:PORT"));
+        }
+        if url.fragment().is_some() {
+            return Err(unsupported("fragment ('#…')"));
+        }
+        // rtp:// is not a scheme the URL standard knows: its host comes as text, not as an IP.
+        let address = url
+            .host_str()
+            .map(|h| h.trim_start_matches('[').trim_end_matches(']'))
+            .and_then(|h| h.parse::<std::net::IpAddr>().ok())
+            .ok_or_else(|| {
+                SourceError::Malformed(
+                    "an rtp source is the IP address and port to receive on, e.g. \
+                     rtp://0.0.0.0:5004 (or a multicast group)"
+                        .to_owned(),
+                )
+            })?;
+        let port = url
+            .port()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| SourceError::Malformed("an rtp source needs a port".to_owned()))?;
+        let mut payload_type = 96;
+        let mut passthrough = false;
+        let mut seen = Vec::new();
+        for (name, value) in url.query_pairs() {
+            if seen.contains(&name) {
+                return Err(SourceError::DuplicateParameter(name.into_owned()));
+            }
+            match name.as_ref() {
+                "pt" => {
+                    payload_type = value
+                        .parse()
+                        .ok()
+                        .filter(|pt| (96..=127).contains(pt))
+                        .ok_or_else(|| {
+                            SourceError::Malformed(
+                                "pt must be a dynamic RTP payload type, 96 to 127".to_owned(),
+                            )
+                        })?;
+                }
+                "passthrough" => {
+                    passthrough = match value.as_ref() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => {
+                            return Err(SourceError::Malformed(
+                                "passthrough must be true or false".to_owned(),
+                            ));
+                        }
+                    }
+                }
+                _ => return Err(unsupported("parameters other than pt and passthrough")),
+            }
+            seen.push(name);
+        }
+        Ok(RtpSource {
+            address,
+            port,
+            payload_type,
+            passthrough,
+        })
+    }
+
+    /// The address to receive on (a local address, a wildcard, or a multicast group).
+    pub fn address(&self) -> std::net::IpAddr {
+        self.address
+    }
+
+    /// The UDP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The RTP payload type the sender uses for H.264.
+    pub fn payload_type(&self) -> u8 {
+        self.payload_type
+    }
+
+    /// True when packets go to viewers as the sender packetized them (no re-payloading: the
+    /// sender must keep packets under ~1200 bytes and send SPS/PPS in-band before each IDR).
+    pub fn passthrough(&self) -> bool {
+        self.passthrough
+    }
+
+    fn url(&self) -> String {
+        let address = match self.address {
+            std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+            v4 => v4.to_string(),
+        };
+        format!(
+            "rtp://{address}:{}?pt={}&passthrough={}",
+            self.port, self.payload_type, self.passthrough
+        )
     }
 }
 

@@ -1,12 +1,15 @@
 //! Shared helpers for Straja's integration tests; include with `mod support;`.
 //!
 //! - [`chromium`]: headless Chromium driven over the DevTools protocol (WebRTC/WHEP playback).
+//! - [`gateway_process`]: the `straja` binary in its own (optionally pinned) process, measured
+//!   from `/proc`.
 //! - [`gateway_under_test`]: a real gateway on loopback with a dev CA, and an HTTPS client.
 //! - [`reference_camera`]: the benchmarks' 720p30 2 Mbit/s GOP 1 s camera.
 //! - [`whep_viewer`]: an in-process webrtc-rs WHEP viewer that counts complete H.264 frames.
 #![allow(dead_code)]
 
 pub mod chromium;
+pub mod gateway_process;
 pub mod gateway_under_test;
 pub mod reference_camera;
 pub mod whep_viewer;

@@ -372,3 +372,86 @@ mod rtsp {
         assert!(bad.is_err());
     }
 }
+
+/// Pushes H.264 RTP (320×240, keyframe every 15 frames) to `port` on loopback until dropped.
+struct RtpPusher(gstreamer::Pipeline);
+
+impl RtpPusher {
+    fn start(port: u16, payload_type: u8) -> RtpPusher {
+        use gstreamer::prelude::*;
+        crate::init().expect("GStreamer");
+        let pipeline = gstreamer::parse::launch(&format!(
+            "videotestsrc is-live=true ! video/x-raw,width=320,height=240,framerate=30/1 ! \
+             x264enc tune=zerolatency speed-preset=ultrafast key-int-max=15 ! \
+             rtph264pay pt={payload_type} mtu=1000 config-interval=-1 ! \
+             udpsink host=127.0.0.1 port={port} sync=false"
+        ))
+        .expect("sender pipeline")
+        .downcast::<gstreamer::Pipeline>()
+        .expect("a pipeline");
+        pipeline
+            .set_state(gstreamer::State::Playing)
+            .expect("sender plays");
+        RtpPusher(pipeline)
+    }
+}
+
+impl Drop for RtpPusher {
+    fn drop(&mut self) {
+        use gstreamer::prelude::*;
+        let _ = self.0.set_state(gstreamer::State::Null);
+    }
+}
+
+fn free_udp_port() -> u16 {
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[test]
+fn pushed_rtp_is_repayloaded_or_passed_through() {
+    for passthrough in [false, true] {
+        let port = free_udp_port();
+        let (sink, rx) = Collector::new();
+        let camera = CameraPipeline::start(
+            "pushed",
+            source(&format!(
+                "rtp://127.0.0.1:{port}?pt=100&passthrough={passthrough}"
+            )),
+            sink,
+            CameraOptions::default(),
+        )
+        .expect("camera starts");
+        let _pusher = RtpPusher::start(port, 100);
+        let mut sizes = Vec::new();
+        let mut payload_types = Vec::new();
+        let found = receive_until(&rx, Duration::from_secs(10), |packet| {
+            let rtp = parse_rtp_h264(packet).expect("RTP with H.264");
+            sizes.push(packet.len());
+            payload_types.push(rtp.payload_type);
+            rtp.has(NAL_IDR) && sizes.len() > 30
+        });
+        assert!(
+            found,
+            "passthrough={passthrough}: no IDR after {} packets",
+            sizes.len()
+        );
+        assert!(wait_until(Duration::from_secs(2), || camera.state()
+            == CameraState::Playing));
+        // Re-payloaded packets are the gateway's own (pt 96); passed-through ones the sender's.
+        let expected_pt = if passthrough { 100 } else { 96 };
+        assert!(
+            payload_types.iter().all(|pt| *pt == expected_pt),
+            "{payload_types:?}"
+        );
+        let largest = sizes.iter().max().copied().unwrap_or(0);
+        if passthrough {
+            assert!(largest <= 1000, "the sender's MTU: {largest}");
+        } else {
+            assert!(largest <= 1200, "{largest}");
+        }
+        camera.stop();
+    }
+}

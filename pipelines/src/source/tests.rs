@@ -347,3 +347,37 @@ fn parse_never_panics_on_odd_input() {
     assert_eq!(parse("rtsp://:pw@h/s").redacted(), "rtsp://***:***@h/s");
     assert_eq!(test("test://ball?width=%31%36").width(), 16);
 }
+
+#[test]
+fn rtp_push_sources_take_an_address_a_port_and_two_options() {
+    let CameraSource::Rtp(rtp) = parse("rtp://0.0.0.0:5004") else {
+        panic!("should be rtp")
+    };
+    assert_eq!(rtp.port(), 5004);
+    assert_eq!(rtp.payload_type(), 96);
+    assert!(!rtp.passthrough());
+    let source = parse("rtp://[::1]:6000?pt=102&passthrough=true");
+    assert_eq!(source.kind(), "rtp");
+    assert_eq!(
+        source.redacted(),
+        "rtp://[::1]:6000?pt=102&passthrough=true"
+    );
+    let CameraSource::Rtp(rtp) = parse("rtp://239.1.2.3:5004/") else {
+        panic!("should be rtp")
+    };
+    assert!(rtp.address().is_multicast());
+    for (bad, needle) in [
+        ("rtp://camera.example:5004", "IP address"),
+        ("rtp://10.0.0.1", "port"),
+        ("rtp://10.0.0.1:0", "port"),
+        ("rtp://10.0.0.1:5004/stream", "path"),
+        ("rtp://u:p@10.0.0.1:5004", "user"),
+        ("rtp://10.0.0.1:5004?pt=8", "96 to 127"),
+        ("rtp://10.0.0.1:5004?passthrough=maybe", "true or false"),
+        ("rtp://10.0.0.1:5004?pt=96&pt=97", "pt"),
+        ("rtp://10.0.0.1:5004?bitrate=1", "parameters"),
+    ] {
+        let message = error(bad);
+        assert!(message.contains(needle), "{bad}: {message}");
+    }
+}

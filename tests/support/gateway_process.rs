@@ -1,0 +1,177 @@
+//! The `straja` binary as operators run it, in its own process (optionally pinned to CPU cores),
+//! for benchmarks and tests that measure it from outside: its CPU time and RSS from `/proc`, its
+//! tokens from the CLI. Stopped with SIGTERM (then SIGKILL after 10 s) when dropped.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::gateway_under_test::{base_url_from_banner, https_client, issue_token_with_cli};
+
+/// A running gateway process.
+pub struct GatewayProcess {
+    child: Child,
+    /// `https://127.0.0.1:PORT`.
+    pub base_url: String,
+    /// Its configuration file.
+    pub config: PathBuf,
+    /// The dev CA that signed its certificate.
+    pub ca_cert: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl GatewayProcess {
+    /// Starts `straja run` with a config of `cameras` (TOML `[[cameras]]` tables) on loopback
+    /// with ephemeral ports, pinned to `cpus` (a `taskset -c` list) when given.
+    pub fn start(cameras_toml: &str, cpus: Option<&str>) -> GatewayProcess {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let certs = dir.path().join("certs");
+        straja_gateway::tls::init_dev_certificates(&certs).expect("certs");
+        let config = dir.path().join("straja.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "state_dir = \"{state}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+                 tls_cert = \"{c}/server.crt\"\ntls_key = \"{c}/server.key\"\n\
+                 [metrics]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n\
+                 [limits]\nmax_sessions = 100000\nmax_sessions_per_camera = 100000\n\
+                 {cameras_toml}\n",
+                state = dir.path().join("state").display(),
+                c = certs.display(),
+            ),
+        )
+        .expect("config");
+        let binary = env!("CARGO_BIN_EXE_straja");
+        let mut command = match cpus {
+            Some(cpus) => {
+                let mut c = Command::new("taskset");
+                c.args(["-c", cpus, binary]);
+                c
+            }
+            None => Command::new(binary),
+        };
+        let mut child = command
+            .args(["run", "--config"])
+            .arg(&config)
+            .env("STRAJA_LOG", "warn,rtc_dtls::config=error")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("straja binary");
+        let stdout = child.stdout.take().expect("stdout");
+        let base_url = base_url_from_banner(stdout);
+        GatewayProcess {
+            child,
+            base_url,
+            config,
+            ca_cert: certs.join("ca.crt"),
+            _dir: dir,
+        }
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// A token from `straja token issue ARGS`, signed with the daemon's key.
+    pub fn token(&self, args: &[&str]) -> String {
+        issue_token_with_cli(&self.config, args)
+    }
+
+    /// An HTTPS client trusting its CA and sending `token`.
+    pub fn client(&self, token: &str) -> reqwest::Client {
+        https_client(&self.ca_cert, Some(token))
+    }
+
+    /// Waits until `/readyz` says every camera plays.
+    pub async fn wait_until_ready(&self, timeout: Duration) {
+        let ops = self.client(&self.token(&["--role", "ops"]));
+        let deadline = Instant::now() + timeout;
+        while !ops
+            .get(format!("{}/readyz", self.base_url))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success())
+        {
+            assert!(Instant::now() < deadline, "gateway not ready");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// CPU time (user + system) the process has used, in seconds.
+    pub fn cpu_seconds(&self) -> f64 {
+        process_cpu_seconds(self.pid())
+    }
+
+    /// Resident memory, in MiB.
+    pub fn rss_mib(&self) -> f64 {
+        process_rss_mib(self.pid())
+    }
+}
+
+impl Drop for GatewayProcess {
+    fn drop(&mut self) {
+        stop(&mut self.child);
+    }
+}
+
+/// Stops a child of ours: SIGTERM, then SIGKILL if it has not exited within 10 s.
+pub fn stop(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+fn clock_ticks_per_second() -> f64 {
+    // SAFETY: sysconf only reads a system constant.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if ticks > 0 { ticks as f64 } else { 100.0 }
+}
+
+/// utime + stime of `pid` (all its threads), in seconds.
+pub fn process_cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Fields 14 and 15 of stat are utime and stime; after the name they are at 11 and 12.
+    (field(11) + field(12)) / clock_ticks_per_second()
+}
+
+/// Resident memory of `pid`, in MiB.
+pub fn process_rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// True when `taskset` can pin processes to CPUs `0` and `1` here.
+pub fn can_pin_two_cores() -> bool {
+    std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2)
+        && Command::new("taskset")
+            .args(["-c", "0", "true"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
