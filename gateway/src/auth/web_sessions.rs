@@ -22,6 +22,8 @@ use super::user_directory::User;
 pub const COOKIE_NAME: &str = "__Host-straja_session";
 /// The header in which cookie-authenticated writes carry the sign-in's CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
+/// How long an ended sign-in is remembered, to tell a returning browser why it ended.
+pub const REMEMBER_ENDED: Duration = Duration::from_secs(600);
 /// The issuer named in the claims of a signed-in person.
 pub const ISSUER: &str = "straja-login";
 
@@ -207,12 +209,19 @@ impl WebSessions {
             .is_some()
     }
 
-    /// Sign-ins still valid (the ended ones are forgotten on the way).
+    /// Sign-ins still valid. Those that ended more than [`REMEMBER_ENDED`] ago are forgotten on
+    /// the way; until then a returning browser is told why its sign-in ended.
     pub fn len(&self) -> usize {
         let now = Instant::now();
         let mut sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-        sessions.retain(|_, s| self.ended(s, now).is_none());
-        sessions.len()
+        sessions.retain(|_, s| {
+            let ends = (s.last_seen + self.idle).min(s.created + self.lifetime);
+            now.saturating_duration_since(ends) < REMEMBER_ENDED
+        });
+        sessions
+            .values()
+            .filter(|s| self.ended(s, now).is_none())
+            .count()
     }
 
     /// True when nobody is signed in.
@@ -292,7 +301,7 @@ mod tests {
             store.authenticate(&new.cookie).unwrap_err(),
             SignInEnded::Expired
         );
-        assert!(store.is_empty(), "ended sign-ins are forgotten");
+        assert!(store.is_empty(), "ended sign-ins do not count");
     }
 
     #[test]
