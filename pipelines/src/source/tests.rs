@@ -161,7 +161,7 @@ fn rtsp_errors_say_what_is_wrong_without_credentials() {
 fn unknown_scheme_and_empty_sources_are_rejected() {
     assert_eq!(
         error("http://10.0.0.5/"),
-        "unknown scheme 'http'; expected rtsp, rtsps, test or v4l2"
+        "unknown scheme 'http'; expected rtsp, rtsps, test, v4l2 or rtp"
     );
     assert_eq!(
         error("   "),
@@ -173,7 +173,7 @@ fn unknown_scheme_and_empty_sources_are_rejected() {
     );
     assert_eq!(
         error("file:///etc/passwd"),
-        "unknown scheme 'file'; expected rtsp, rtsps, test or v4l2"
+        "unknown scheme 'file'; expected rtsp, rtsps, test, v4l2 or rtp"
     );
 }
 
