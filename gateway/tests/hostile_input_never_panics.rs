@@ -126,6 +126,21 @@ fn the_seed_offer_is_accepted() {
     assert!(result.is_ok(), "{:?}", result.err());
 }
 
+/// Found by the `sdp_offer` fuzz target: a video section without a direction attribute (or
+/// without `a=mid`) was answered with no media section at all — a session that could never connect.
+#[test]
+fn an_offer_whose_video_section_cannot_be_answered_is_refused() {
+    for offer in [
+        OFFER.replace("a=recvonly\r\n", ""),
+        OFFER.replace("a=mid:0\r\n", ""),
+    ] {
+        match negotiate(&offer, &local(), &[]).expect("no setup failure") {
+            Ok(negotiated) => panic!("answered with:\n{}", negotiated.answer_sdp),
+            Err(e) => assert!(e.to_string().contains("unacceptable"), "{e}"),
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(cases(200))]
 

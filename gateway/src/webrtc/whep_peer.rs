@@ -254,6 +254,18 @@ pub fn negotiate(
         .local_description()
         .map(|d| d.sdp)
         .ok_or_else(|| PeerSetupError("no local description after answering".into()))?;
+    // rtc leaves a section it cannot match (no `a=mid`, no direction attribute) out of the answer
+    // without an error: such an answer has no video (nor ICE credentials) and could never connect.
+    if !answer_sdp
+        .lines()
+        .any(|l| l.starts_with("m=video ") && !l.starts_with("m=video 0 "))
+    {
+        return Ok(Err(OfferError::Unacceptable(
+            "the offer's video section cannot be answered \
+             (it needs a=mid and a direction: a=recvonly or a=sendrecv)"
+                .into(),
+        )));
+    }
 
     let negotiated_h264 = peer.rtp_sender(sender).and_then(|mut s| {
         s.get_parameters()
