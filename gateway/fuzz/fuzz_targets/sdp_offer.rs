@@ -14,7 +14,7 @@ fuzz_target!(|data: &[u8]| {
     };
     let local = [SocketAddr::from(([127, 0, 0, 1], 8189))];
     // Half the inputs also announce a public address (the 1:1 NAT path adds a srflx candidate).
-    let public: &[IpAddr] = if data.len() % 2 == 0 {
+    let public: &[IpAddr] = if data.len().is_multiple_of(2) {
         &[]
     } else {
         &[IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10))]
