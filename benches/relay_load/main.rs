@@ -1,0 +1,351 @@
+//! The relay under load, end to end: the release `straja` binary pinned to core 0 serves one
+//! 2 Mbit/s 720p30-shaped H.264 camera (pushed RTP, passed through, so the relay path is what is
+//! measured) to N real WebRTC viewers in another process pinned to core 1, which decrypt SRTP and
+//! measure each packet's latency from the camera's send-time stamp on the shared clock
+//! (CLOCK_MONOTONIC). For each N the same packets also go through a plain UDP forwarder (the
+//! baseline: one `send_to` per receiver, no crypto) to N plain receivers, in the same run.
+//!
+//! Reported per N: gateway CPU (share of its core, and per viewer-second), loss, latency
+//! p50/p99/p99.9 for both paths and the gateway's added latency, RSS per viewer; then the largest
+//! N with loss below 0.1 %. It fails (exit 1) only on a gross regression judged against the
+//! baseline of the same run — never against an absolute time.
+//!
+//! `cargo bench --bench relay_load` (full: N up to 1000, 10-s windows);
+//! `-- --quick` (N = 10 and 100, 4-s windows; what CI runs).
+
+#[path = "../../tests/support/mod.rs"]
+mod support;
+
+mod child_process;
+// Cargo builds a bench with cfg(test) but never runs its #[test]s; they run in
+// tests/relay_load_parts.rs. Here their `use super::*` would only be unused.
+#[cfg_attr(test, allow(unused_imports))]
+mod latency_histogram;
+#[cfg_attr(test, allow(unused_imports))]
+mod synthetic_camera;
+mod udp_forwarder;
+#[cfg_attr(test, allow(unused_imports))]
+mod viewer_swarm;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::{Duration, Instant};
+
+use child_process::{ChildProcess, Commands, tell};
+use latency_histogram::LatencyHistogram;
+use support::gateway_process::{GatewayProcess, can_pin_two_cores, process_cpu_seconds};
+use synthetic_camera::SyntheticCamera;
+use viewer_swarm::{SwarmConfig, SwarmControl, SwarmReport};
+
+/// Longest a child may take to set up (connect its viewers).
+const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// Time for the path to settle before a window.
+const SETTLE: Duration = Duration::from_secs(2);
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("--child-swarm") => child_swarm(&args[1..]),
+        Some("--child-plain") => child_plain(&args[1..]),
+        Some("--child-forwarder") => child_forwarder(&args[1..]),
+        _ => orchestrate(args.iter().any(|a| a == "--quick")),
+    }
+}
+
+// ---- children -------------------------------------------------------------------------------
+
+/// `--child-swarm BASE_URL TOKEN CA_CERT CAMERA VIEWERS`
+fn child_swarm(args: &[String]) {
+    let [base_url, token, ca_cert, camera, viewers] = args else {
+        panic!("--child-swarm BASE_URL TOKEN CA_CERT CAMERA VIEWERS");
+    };
+    let commands = Commands::listen();
+    let control = SwarmControl::with_flags(commands.measuring.clone(), commands.stop.clone());
+    let config = SwarmConfig::new(
+        base_url.as_str(),
+        token.as_str(),
+        ca_cert.as_str(),
+        camera.as_str(),
+        viewers.parse().expect("viewer count"),
+    );
+    let report = viewer_swarm::run_swarm(&config, &control, |summary| tell("ready", summary))
+        .expect("the swarm runs");
+    tell("report", &report);
+}
+
+/// `--child-plain COUNT`
+fn child_plain(args: &[String]) {
+    let count: usize = args
+        .first()
+        .and_then(|c| c.parse().ok())
+        .expect("--child-plain COUNT");
+    let commands = Commands::listen();
+    let control = SwarmControl::with_flags(commands.measuring.clone(), commands.stop.clone());
+    let report =
+        viewer_swarm::run_plain_receivers(count, Duration::from_secs(600), &control, |addresses| {
+            tell("ready", &addresses)
+        })
+        .expect("plain receivers run");
+    tell("report", &report);
+}
+
+/// `--child-forwarder RECEIVERS_JSON`
+fn child_forwarder(args: &[String]) {
+    let receivers: Vec<SocketAddr> = args
+        .first()
+        .and_then(|json| serde_json::from_str(json).ok())
+        .expect("--child-forwarder RECEIVERS_JSON");
+    let socket = UdpSocket::bind("127.0.0.1:0").expect("forwarder socket");
+    let commands = Commands::listen();
+    tell("ready", &socket.local_addr().expect("address"));
+    let received = udp_forwarder::forward(
+        &socket,
+        &receivers,
+        &commands.stop,
+        Instant::now() + Duration::from_secs(600),
+    );
+    tell("report", &received);
+}
+
+// ---- orchestrator ---------------------------------------------------------------------------
+
+/// One path's figures for one N.
+struct Phase {
+    /// Relay process CPU, as a share of one core.
+    cpu: f64,
+    report: SwarmReport,
+}
+
+impl Phase {
+    fn packets(&self) -> u64 {
+        self.report.viewers.iter().map(|v| v.packets).sum()
+    }
+
+    fn loss(&self) -> f64 {
+        let lost: u64 = self.report.viewers.iter().map(|v| v.lost).sum();
+        let drops: u64 = self.report.viewers.iter().map(|v| v.socket_drops).sum();
+        let expected = self.packets() + lost;
+        if expected == 0 {
+            return 1.0;
+        }
+        (lost + drops) as f64 / (expected + drops) as f64
+    }
+
+    /// Camera send → the kernel's arrival of the datagram at the receiver's socket
+    /// (SO_TIMESTAMPNS): leaves out the time datagrams wait for the one-thread swarm to read them.
+    fn latency(&self) -> LatencyHistogram {
+        self.report.merged_arrival_latency()
+    }
+
+    /// Jumps in media time: the gateway dropped packets for a slow viewer and resumed it at a
+    /// keyframe (its sequence numbers stay gap-free, so this is not in `loss`).
+    fn skips(&self) -> u64 {
+        self.report.viewers.iter().map(|v| v.media_skips).sum()
+    }
+
+    fn connected(&self) -> usize {
+        self.report.viewers.iter().filter(|v| v.connected).count()
+    }
+}
+
+fn percentiles(h: &LatencyHistogram) -> (u64, u64, u64) {
+    (h.percentile(50.0), h.percentile(99.0), h.percentile(99.9))
+}
+
+/// Runs a child until its window has been measured; returns its report and the CPU share of
+/// `relay_pid` over the window.
+fn measure_window(
+    child: &mut ChildProcess,
+    relay_pid: u32,
+    window: Duration,
+) -> (f64, SwarmReport) {
+    std::thread::sleep(SETTLE);
+    child.say("measure");
+    let cpu_start = process_cpu_seconds(relay_pid);
+    let started = Instant::now();
+    std::thread::sleep(window);
+    let cpu = (process_cpu_seconds(relay_pid) - cpu_start) / started.elapsed().as_secs_f64();
+    child.say("stop");
+    let report: SwarmReport =
+        serde_json::from_str(&child.expect("report", SETUP_TIMEOUT)).expect("report JSON");
+    (cpu, report)
+}
+
+fn baseline(count: usize, window: Duration, pins: (Option<&str>, Option<&str>)) -> Phase {
+    let mut receivers = ChildProcess::spawn(&["--child-plain".into(), count.to_string()], pins.1);
+    let addresses = receivers.expect("ready", SETUP_TIMEOUT);
+    let mut forwarder = ChildProcess::spawn(&["--child-forwarder".into(), addresses], pins.0);
+    let forwarder_addr: SocketAddr =
+        serde_json::from_str(&forwarder.expect("ready", SETUP_TIMEOUT)).expect("address");
+    let camera = SyntheticCamera::start(forwarder_addr);
+    let (cpu, report) = measure_window(&mut receivers, forwarder.pid(), window);
+    drop(camera);
+    forwarder.say("stop");
+    Phase { cpu, report }
+}
+
+fn relay(
+    gateway: &GatewayProcess,
+    token: &str,
+    count: usize,
+    window: Duration,
+    swarm_cpus: Option<&str>,
+) -> Phase {
+    let mut swarm = ChildProcess::spawn(
+        &[
+            "--child-swarm".into(),
+            gateway.base_url.clone(),
+            token.to_owned(),
+            gateway.ca_cert.display().to_string(),
+            "cam".into(),
+            count.to_string(),
+        ],
+        swarm_cpus,
+    );
+    let summary = swarm.expect("ready", SETUP_TIMEOUT);
+    eprintln!("relay_load: {count} viewers connected: {summary}");
+    let (cpu, report) = measure_window(&mut swarm, gateway.pid(), window);
+    Phase { cpu, report }
+}
+
+fn free_udp_port() -> u16 {
+    UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+fn orchestrate(quick: bool) {
+    let (counts, window): (&[usize], Duration) = if quick {
+        (&[10, 100], Duration::from_secs(4))
+    } else {
+        (&[10, 100, 250, 500, 750, 1000], Duration::from_secs(10))
+    };
+    let pinned = can_pin_two_cores();
+    let pins = if pinned {
+        (Some("0"), Some("1"))
+    } else {
+        (None, None)
+    };
+    let port = free_udp_port();
+    let gateway = GatewayProcess::start(
+        &format!(
+            "[[cameras]]\nid = \"cam\"\nname = \"Camera\"\n\
+             source = \"rtp://127.0.0.1:{port}?passthrough=true\"\n"
+        ),
+        pins.0,
+    );
+    let camera = SyntheticCamera::start(SocketAddr::from(([127, 0, 0, 1], port)));
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(gateway.wait_until_ready(Duration::from_secs(20)));
+    let token = gateway.token(&["--role", "security", "--camera", "cam", "--ttl", "2h"]);
+
+    // The gateway with no viewer: ingest only.
+    std::thread::sleep(SETTLE);
+    let idle_cpu_start = gateway.cpu_seconds();
+    let idle_started = Instant::now();
+    std::thread::sleep(window);
+    let idle_cpu = (gateway.cpu_seconds() - idle_cpu_start) / idle_started.elapsed().as_secs_f64();
+    let idle_rss = gateway.rss_mib();
+
+    println!(
+        "relay load: release gateway {}, one 2 Mbit/s 720p30 H.264 camera (~210 packets/s), \
+         {}-s windows; viewers decrypt SRTP in another process{}",
+        if pinned {
+            "pinned to core 0"
+        } else {
+            "unpinned"
+        },
+        window.as_secs(),
+        if pinned { " pinned to core 1" } else { "" },
+    );
+    println!(
+        "idle (ingest only): gateway CPU {:.1} % of a core, RSS {idle_rss:.1} MiB",
+        idle_cpu * 100.0
+    );
+    println!(
+        "{:>6} {:>9} {:>8} {:>11} {:>9} {:>9} {:>20} {:>20} {:>16} {:>9} {:>8} {:>6}",
+        "N",
+        "connected",
+        "gw CPU%",
+        "ms/viewer·s",
+        "gw loss%",
+        "fwd loss%",
+        "gw µs p50/p99/p99.9",
+        "fwd µs p50/p99/p99.9",
+        "added p50/p99 µs",
+        "fwd CPU%",
+        "KiB/vwr",
+        "skips"
+    );
+    let mut regressions = Vec::new();
+    let mut sustained = None;
+    for &count in counts {
+        let base = baseline(count, window, pins);
+        let relayed = relay(&gateway, &token, count, window, pins.1);
+        let rss = gateway.rss_mib();
+        let (g50, g99, g999) = percentiles(&relayed.latency());
+        let (b50, b99, b999) = percentiles(&base.latency());
+        let per_viewer_ms = (relayed.cpu - idle_cpu).max(0.0) * 1000.0 / count as f64;
+        let kib_per_viewer = (rss - idle_rss).max(0.0) * 1024.0 / count as f64;
+        println!(
+            "{count:>6} {:>9} {:>8.1} {per_viewer_ms:>11.3} {:>9.3} {:>9.3} {:>20} {:>20} {:>16} {:>9.1} {kib_per_viewer:>8.0} {:>6}",
+            relayed.connected(),
+            relayed.cpu * 100.0,
+            relayed.loss() * 100.0,
+            base.loss() * 100.0,
+            format!("{g50}/{g99}/{g999}"),
+            format!("{b50}/{b99}/{b999}"),
+            format!("{}/{}", g50.saturating_sub(b50), g99.saturating_sub(b99)),
+            base.cpu * 100.0,
+            relayed.skips(),
+        );
+        eprintln!(
+            "relay_load: N={count} swarm CPU {:.1} % of a core, socket wait p99 {} µs",
+            relayed.report.cpu_seconds / relayed.report.measured_seconds.max(1e-9) * 100.0,
+            relayed.report.socket_wait.percentile(99.0)
+        );
+        if relayed.loss() < 0.001 && relayed.connected() == count && relayed.skips() == 0 {
+            sustained = Some(count);
+        }
+        // Gross regressions only, each judged against the forwarder of the same run, and only
+        // where neither side is overloaded (the full run goes past that on purpose).
+        let healthy = base.loss() < 0.001 && relayed.cpu < 0.9;
+        if !healthy {
+            continue;
+        }
+        if relayed.connected() < count {
+            regressions.push(format!(
+                "N={count}: only {} of {count} viewers connected",
+                relayed.connected()
+            ));
+        }
+        if relayed.loss() > 0.01 {
+            regressions.push(format!(
+                "N={count}: the gateway lost {:.2} % where the forwarder lost {:.3} %",
+                relayed.loss() * 100.0,
+                base.loss() * 100.0
+            ));
+        }
+        if g99 > b99.saturating_mul(20).max(b99 + 20_000) {
+            regressions.push(format!(
+                "N={count}: gateway p99 latency {g99} µs against the forwarder's {b99} µs"
+            ));
+        }
+    }
+    match sustained {
+        Some(n) => println!(
+            "largest N tested with loss < 0.1 %{}: {n}",
+            if pinned { " (gateway on one core)" } else { "" }
+        ),
+        None => println!("no N tested kept loss under 0.1 %"),
+    }
+    drop(camera);
+    drop(gateway);
+    if !regressions.is_empty() {
+        eprintln!("relay_load: gross regression against the baseline:");
+        for regression in &regressions {
+            eprintln!("  {regression}");
+        }
+        std::process::exit(1);
+    }
+}
