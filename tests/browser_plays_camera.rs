@@ -94,11 +94,7 @@ async fn chromium_plays_a_camera_from_the_gateway_page() {
     assert_eq!(stats["height"], 480, "{stats}");
 
     // The page works within its own Content-Security-Policy (no inline script or style).
-    let violations: Vec<String> = page
-        .console()
-        .into_iter()
-        .filter(|line| line.contains("Content Security Policy"))
-        .collect();
+    let violations = page.csp_violations();
     assert!(violations.is_empty(), "CSP violations: {violations:?}");
 
     // Stopping from the page deletes the session on the gateway.

@@ -109,11 +109,7 @@ async fn chromium_signs_in_plays_and_signs_out() {
         .unwrap();
     assert_eq!(form_shown, true);
 
-    let violations: Vec<String> = page
-        .console()
-        .into_iter()
-        .filter(|line| line.contains("Content Security Policy"))
-        .collect();
+    let violations = page.csp_violations();
     assert!(violations.is_empty(), "CSP violations: {violations:?}");
     drop(page);
     drop(browser);

@@ -24,6 +24,19 @@ async fn preflight(gateway: &GatewayUnderTest, path: &str, origin: &str) -> reqw
         .expect("preflight")
 }
 
+/// A stub WHEP offer (the handler's 400, past authorization) as a page on `origin` sends it.
+async fn stub_offer_from(gateway: &GatewayUnderTest, origin: &str) -> reqwest::Response {
+    gateway
+        .client
+        .post(gateway.url("/api/v1/cameras/gate/whep"))
+        .header("origin", origin)
+        .header("content-type", "application/sdp")
+        .body("v=0\r\n")
+        .send()
+        .await
+        .unwrap()
+}
+
 fn allow_origin(response: &reqwest::Response) -> Option<&str> {
     response
         .headers()
@@ -75,15 +88,7 @@ async fn a_configured_origin_may_use_whep_and_nothing_else() {
 
     // The offer and the DELETE, as a page on the portal sends them (with a bearer token): their
     // answers, errors included, are readable there, with the Location the page needs.
-    let offer = gateway
-        .client
-        .post(gateway.url("/api/v1/cameras/gate/whep"))
-        .header("origin", PORTAL)
-        .header("content-type", "application/sdp")
-        .body("v=0\r\n")
-        .send()
-        .await
-        .unwrap();
+    let offer = stub_offer_from(&gateway, PORTAL).await;
     assert_eq!(offer.status(), 400, "a stub offer, past authorization");
     assert_eq!(allow_origin(&offer), Some(PORTAL));
     let exposed = offer.headers()["access-control-expose-headers"]
@@ -102,15 +107,7 @@ async fn a_configured_origin_may_use_whep_and_nothing_else() {
         .unwrap();
     assert_eq!(delete.status(), 404);
     assert_eq!(allow_origin(&delete), Some(PORTAL));
-    let foreign = gateway
-        .client
-        .post(gateway.url("/api/v1/cameras/gate/whep"))
-        .header("origin", "https://evil.example")
-        .header("content-type", "application/sdp")
-        .body("v=0\r\n")
-        .send()
-        .await
-        .unwrap();
+    let foreign = stub_offer_from(&gateway, "https://evil.example").await;
     assert_eq!(allow_origin(&foreign), None);
 
     // Other routes share nothing, whatever the origin.
@@ -132,15 +129,7 @@ async fn without_configuration_no_origin_is_allowed() {
     let refused = preflight(&gateway, "/api/v1/cameras/gate/whep", PORTAL).await;
     assert_eq!(refused.status(), 403);
     assert_eq!(allow_origin(&refused), None);
-    let offer = gateway
-        .client
-        .post(gateway.url("/api/v1/cameras/gate/whep"))
-        .header("origin", PORTAL)
-        .header("content-type", "application/sdp")
-        .body("v=0\r\n")
-        .send()
-        .await
-        .unwrap();
+    let offer = stub_offer_from(&gateway, PORTAL).await;
     assert_eq!(allow_origin(&offer), None);
     gateway.shutdown().await;
 }

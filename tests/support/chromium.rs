@@ -485,6 +485,14 @@ impl Page {
         lines
     }
 
+    /// The console lines that report a Content-Security-Policy violation.
+    pub fn csp_violations(&self) -> Vec<String> {
+        self.console()
+            .into_iter()
+            .filter(|line| line.contains("Content Security Policy"))
+            .collect()
+    }
+
     /// Writes a PNG screenshot of the page to `path` (for humans debugging a failure).
     pub async fn screenshot(&self, path: &Path) -> Result<(), BrowserError> {
         let method = "Page.captureScreenshot";

@@ -42,8 +42,6 @@ const HOUR: std::time::Duration = std::time::Duration::from_secs(3600);
 
 /// An HTTPS client that trusts only `ca_cert` and sends `token` as a bearer token, if given.
 pub fn https_client(ca_cert: &std::path::Path, token: Option<&str>) -> reqwest::Client {
-    let ca =
-        reqwest::Certificate::from_pem(&std::fs::read(ca_cert).expect("ca.crt")).expect("CA PEM");
     let mut headers = reqwest::header::HeaderMap::new();
     if let Some(token) = token {
         headers.insert(
@@ -51,6 +49,16 @@ pub fn https_client(ca_cert: &std::path::Path, token: Option<&str>) -> reqwest::
             format!("Bearer {token}").parse().expect("header value"),
         );
     }
+    https_client_with_headers(ca_cert, headers)
+}
+
+/// An HTTPS client that trusts only `ca_cert` and sends `headers` with every request.
+pub fn https_client_with_headers(
+    ca_cert: &std::path::Path,
+    headers: reqwest::header::HeaderMap,
+) -> reqwest::Client {
+    let ca =
+        reqwest::Certificate::from_pem(&std::fs::read(ca_cert).expect("ca.crt")).expect("CA PEM");
     reqwest::Client::builder()
         .add_root_certificate(ca)
         .https_only(true)
@@ -344,8 +352,6 @@ udp_listen = "127.0.0.1:0"
 
     /// An HTTPS client that sends a sign-in's cookie, and its CSRF token when `with_csrf`.
     pub fn signed_in_client(&self, sign_in: &SignIn, with_csrf: bool) -> reqwest::Client {
-        let ca = reqwest::Certificate::from_pem(&std::fs::read(&self.ca_cert).expect("ca.crt"))
-            .expect("CA PEM");
         let mut headers = reqwest::header::HeaderMap::new();
         headers.insert(
             reqwest::header::COOKIE,
@@ -354,13 +360,7 @@ udp_listen = "127.0.0.1:0"
         if with_csrf {
             headers.insert("x-csrf-token", sign_in.csrf.parse().expect("csrf header"));
         }
-        reqwest::Client::builder()
-            .add_root_certificate(ca)
-            .https_only(true)
-            .default_headers(headers)
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .expect("HTTPS client")
+        https_client_with_headers(&self.ca_cert, headers)
     }
 
     /// Stops the gateway.

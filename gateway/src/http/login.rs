@@ -16,6 +16,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::api_error::ApiError;
+use super::content_type;
 use super::whep::body_error;
 use crate::audit::{Action, AuditEvent, Outcome};
 use crate::auth::local_login::LoginRefused;
@@ -42,14 +43,6 @@ struct LoginRequest {
 #[derive(Debug, Clone)]
 pub struct SignInCsrf(pub String);
 
-fn is_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/json"))
-}
-
 fn with_cookie(mut response: Response, cookie: &str) -> Response {
     if let Ok(value) = HeaderValue::from_str(cookie) {
         response.headers_mut().insert(header::SET_COOKIE, value);
@@ -64,7 +57,7 @@ pub async fn login(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
-    if !is_json(&headers) {
+    if !content_type::is(&headers, "application/json") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "a login is sent with Content-Type: application/json",

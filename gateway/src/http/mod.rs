@@ -3,6 +3,7 @@
 
 pub mod api_error;
 pub mod cameras;
+pub mod content_type;
 pub mod cors;
 pub mod health;
 pub mod login;

@@ -13,6 +13,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use super::api_error::ApiError;
+use super::content_type;
 use crate::audit::{Action, AuditEvent, Outcome};
 use crate::auth::{Claims, Role};
 use crate::gateway::Gateway;
@@ -21,14 +22,6 @@ use crate::webrtc::EndReason;
 
 /// Largest request body accepted (an SDP offer is a few KiB).
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
-
-fn is_sdp(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .is_some_and(|essence| essence.trim().eq_ignore_ascii_case("application/sdp"))
-}
 
 /// Seconds a client is asked to wait when the session caps are reached.
 const RETRY_AFTER_SECONDS: u32 = 5;
@@ -66,7 +59,7 @@ pub async fn offer(
     let camera = gateway
         .camera(&camera_id)
         .ok_or_else(|| ApiError::not_found("no camera with this id"))?;
-    if !is_sdp(&headers) {
+    if !content_type::is(&headers, "application/sdp") {
         return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "a WHEP offer is sent with Content-Type: application/sdp",
