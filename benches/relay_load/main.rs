@@ -11,7 +11,8 @@
 //! baseline of the same run — never against an absolute time.
 //!
 //! `cargo bench --bench relay_load` (full: N up to 1000, 10-s windows);
-//! `-- --quick` (N = 10 and 100, 4-s windows; what CI runs).
+//! `-- --quick` (N = 10 and 100, 4-s windows; what CI runs); `-- --counts 250,500` for chosen N
+//! (to profile one load: `perf record -g -p $(pgrep -n straja)` during its window).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -38,6 +39,8 @@ use viewer_swarm::{SwarmConfig, SwarmControl, SwarmReport};
 
 /// Longest a child may take to set up (connect its viewers).
 const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
+/// The gateway's count of packets dropped for viewers that could not keep up.
+const DROPPED_SERIES: &str = "straja_egress_dropped_packets_total{camera=\"cam\"}";
 /// Time for the path to settle before a window.
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -47,7 +50,15 @@ fn main() {
         Some("--child-swarm") => child_swarm(&args[1..]),
         Some("--child-plain") => child_plain(&args[1..]),
         Some("--child-forwarder") => child_forwarder(&args[1..]),
-        _ => orchestrate(args.iter().any(|a| a == "--quick")),
+        _ => orchestrate(
+            args.iter().any(|a| a == "--quick"),
+            option(&args, "--counts").map(|counts| {
+                counts
+                    .split(',')
+                    .map(|n| n.parse().expect("--counts N[,N...]"))
+                    .collect()
+            }),
+        ),
     }
 }
 
@@ -113,6 +124,8 @@ struct Phase {
     /// Relay process CPU, as a share of one core.
     cpu: f64,
     report: SwarmReport,
+    /// Packets the relay dropped on the way to viewers that could not keep up (gateway only).
+    relay_drops: u64,
 }
 
 impl Phase {
@@ -180,7 +193,11 @@ fn baseline(count: usize, window: Duration, pins: (Option<&str>, Option<&str>)) 
     let (cpu, report) = measure_window(&mut receivers, forwarder.pid(), window);
     drop(camera);
     forwarder.say("stop");
-    Phase { cpu, report }
+    Phase {
+        cpu,
+        report,
+        relay_drops: 0,
+    }
 }
 
 fn relay(
@@ -203,8 +220,14 @@ fn relay(
     );
     let summary = swarm.expect("ready", SETUP_TIMEOUT);
     eprintln!("relay_load: {count} viewers connected: {summary}");
+    let dropped = || gateway.metric(DROPPED_SERIES).unwrap_or(0.0) as u64;
+    let drops_before = dropped();
     let (cpu, report) = measure_window(&mut swarm, gateway.pid(), window);
-    Phase { cpu, report }
+    Phase {
+        cpu,
+        report,
+        relay_drops: dropped().saturating_sub(drops_before),
+    }
 }
 
 fn free_udp_port() -> u16 {
@@ -214,12 +237,19 @@ fn free_udp_port() -> u16 {
         .port()
 }
 
-fn orchestrate(quick: bool) {
-    let (counts, window): (&[usize], Duration) = if quick {
+/// The value after `name` in `args`.
+fn option<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
+    let at = args.iter().position(|a| a == name)?;
+    args.get(at + 1).map(String::as_str)
+}
+
+fn orchestrate(quick: bool, chosen_counts: Option<Vec<usize>>) {
+    let (default_counts, window): (&[usize], Duration) = if quick {
         (&[10, 100], Duration::from_secs(4))
     } else {
         (&[10, 100, 250, 500, 750, 1000], Duration::from_secs(10))
     };
+    let counts = chosen_counts.as_deref().unwrap_or(default_counts);
     let pinned = can_pin_two_cores();
     let pins = if pinned {
         (Some("0"), Some("1"))
@@ -300,9 +330,11 @@ fn orchestrate(quick: bool) {
             relayed.skips(),
         );
         eprintln!(
-            "relay_load: N={count} swarm CPU {:.1} % of a core, socket wait p99 {} µs",
+            "relay_load: N={count} swarm CPU {:.1} % of a core, socket wait p99 {} µs, \
+             packets dropped by the gateway's fan-out {}",
             relayed.report.cpu_seconds / relayed.report.measured_seconds.max(1e-9) * 100.0,
-            relayed.report.socket_wait.percentile(99.0)
+            relayed.report.socket_wait.percentile(99.0),
+            relayed.relay_drops,
         );
         if relayed.loss() < 0.001 && relayed.connected() == count && relayed.skips() == 0 {
             sustained = Some(count);

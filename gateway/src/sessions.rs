@@ -6,14 +6,17 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use rand::RngCore;
-use tokio::sync::oneshot;
+
+/// Ends a session when dropped (the WebRTC engine's `ViewerCloser`, in tests anything).
+pub type Closer = Box<dyn Send>;
 
 struct Entry {
     /// The token subject that opened the session.
     owner: String,
     /// The camera it views.
     camera: String,
-    close: oneshot::Sender<()>,
+    /// Dropping it ends the session.
+    _close: Closer,
 }
 
 /// Open sessions, within caps: at most `max_total`, and `max_per_camera` on any one camera.
@@ -50,16 +53,10 @@ impl Sessions {
     }
 
     /// Records a running session; `false` (and the session is closed) when a cap is reached.
-    pub fn insert(
-        &self,
-        id: String,
-        owner: &str,
-        camera: &str,
-        close: oneshot::Sender<()>,
-    ) -> bool {
+    pub fn insert(&self, id: String, owner: &str, camera: &str, close: Closer) -> bool {
         let mut entries = self.lock();
         if !self.room_in(&entries, camera) {
-            let _ = close.send(());
+            drop(close);
             return false;
         }
         entries.insert(
@@ -67,7 +64,7 @@ impl Sessions {
             Entry {
                 owner: owner.to_owned(),
                 camera: camera.to_owned(),
-                close,
+                _close: close,
             },
         );
         true
@@ -88,25 +85,20 @@ impl Sessions {
         if !owned {
             return false;
         }
-        match entries.remove(id) {
-            Some(entry) => {
-                let _ = entry.close.send(());
-                true
-            }
-            None => false,
-        }
+        // Dropping the entry ends the session.
+        entries.remove(id).is_some()
     }
 
     /// Forgets a session that ended by itself.
     pub fn remove(&self, id: &str) {
-        self.lock().remove(id);
+        let entry = self.lock().remove(id);
+        drop(entry); // outside the lock
     }
 
     /// Ends every session.
     pub fn close_all(&self) {
-        for (_, entry) in self.lock().drain() {
-            let _ = entry.close.send(());
-        }
+        let entries: Vec<Entry> = self.lock().drain().map(|(_, entry)| entry).collect();
+        drop(entries); // outside the lock
     }
 
     /// Sessions open now.
@@ -135,9 +127,7 @@ mod tests {
     #[test]
     fn caps_hold_per_camera_and_in_total() {
         let sessions = Sessions::new(3, 2);
-        let open = |id: &str, camera: &str| {
-            sessions.insert(id.into(), "ana", camera, oneshot::channel().0)
-        };
+        let open = |id: &str, camera: &str| sessions.insert(id.into(), "ana", camera, Box::new(()));
         assert!(open("a", "gate") && open("b", "gate"));
         assert!(!sessions.has_room("gate"));
         assert!(!open("c", "gate"), "per-camera cap");
@@ -150,12 +140,18 @@ mod tests {
     #[test]
     fn close_fires_the_session_and_forgets_it() {
         let sessions = Sessions::new(10, 10);
-        let (tx, mut rx) = oneshot::channel();
-        assert!(sessions.insert("s1".into(), "ana", "cam", tx));
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        assert!(sessions.insert("s1".into(), "ana", "cam", Box::new(tx)));
         assert_eq!(sessions.len(), 1);
         assert!(!sessions.close("s1", Some("bob")), "not bob's session");
         assert!(sessions.close("s1", Some("ana")));
-        assert!(rx.try_recv().is_ok());
+        assert!(
+            matches!(
+                rx.try_recv(),
+                Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+            ),
+            "the closer was dropped"
+        );
         assert!(!sessions.close("s1", None));
         assert!(sessions.is_empty());
     }

@@ -6,13 +6,15 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::gateway_under_test::{base_url_from_banner, https_client, issue_token_with_cli};
+use super::gateway_under_test::{https_client, issue_token_with_cli, urls_from_banner};
 
 /// A running gateway process.
 pub struct GatewayProcess {
     child: Child,
     /// `https://127.0.0.1:PORT`.
     pub base_url: String,
+    /// `http://127.0.0.1:PORT/metrics`.
+    pub metrics_url: String,
     /// Its configuration file.
     pub config: PathBuf,
     /// The dev CA that signed its certificate.
@@ -60,14 +62,31 @@ impl GatewayProcess {
             .spawn()
             .expect("straja binary");
         let stdout = child.stdout.take().expect("stdout");
-        let base_url = base_url_from_banner(stdout);
+        let (base_url, metrics_url) = urls_from_banner(stdout);
         GatewayProcess {
             child,
             base_url,
+            metrics_url,
             config,
             ca_cert: certs.join("ca.crt"),
             _dir: dir,
         }
+    }
+
+    /// The value of one metric series (`name{labels}` exactly as exposed), read from the metrics
+    /// endpoint with a plain HTTP/1.0 request; `None` if the series is not there.
+    pub fn metric(&self, series: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let rest = self.metrics_url.strip_prefix("http://")?;
+        let (host, path) = rest.split_once('/')?;
+        let mut stream = std::net::TcpStream::connect(host).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        write!(stream, "GET /{path} HTTP/1.0\r\nHost: {host}\r\n\r\n").ok()?;
+        let mut text = String::new();
+        stream.read_to_string(&mut text).ok()?;
+        text.lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|value| value.trim().parse().ok())
     }
 
     /// The process id.

@@ -82,13 +82,22 @@ pub const GATE_AND_YARD: [TestCamera<'static>; 2] = [
 
 /// Reads the `straja run` banner from the daemon's stdout and returns its `https://` base URL.
 pub fn base_url_from_banner(stdout: impl std::io::Read) -> String {
+    urls_from_banner(stdout).0
+}
+
+/// The HTTPS base URL and the metrics URL (`http://HOST:PORT/metrics`) from the daemon's banner.
+pub fn urls_from_banner(stdout: impl std::io::Read) -> (String, String) {
     let mut banner = String::new();
     std::io::BufRead::read_line(&mut std::io::BufReader::new(stdout), &mut banner).expect("banner");
-    banner
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .unwrap_or_else(|| panic!("no HTTPS URL in the banner: {banner:?}"))
-        .to_owned()
+    let find = |prefix: &str| {
+        banner
+            .split_whitespace()
+            .find(|w| w.starts_with(prefix))
+            .unwrap_or_else(|| panic!("no {prefix} URL in the banner: {banner:?}"))
+            .trim_end_matches(')')
+            .to_owned()
+    };
+    (find("https://"), find("http://"))
 }
 
 /// Issues a token with the `straja` binary for the daemon configured by `config`, as an operator

@@ -107,7 +107,7 @@ pub async fn offer(
     };
     let started = match gateway
         .webrtc
-        .start_viewer(offer, camera.feed.subscribe(), on_end)
+        .start_viewer(offer, camera.feed.clone(), on_end)
     {
         Ok(Ok(started)) => started,
         Ok(Err(offer_error)) => return Err(ApiError::bad_request(offer_error.to_string())),
@@ -130,10 +130,12 @@ pub async fn offer(
             "the audit log cannot be written; access is refused until it can",
         ));
     }
-    if !gateway
-        .sessions
-        .insert(session_id.clone(), &claims.sub, &camera.id, started.close)
-    {
+    if !gateway.sessions.insert(
+        session_id.clone(),
+        &claims.sub,
+        &camera.id,
+        Box::new(started.close),
+    ) {
         return Err(at_capacity());
     }
     gateway.export_session_count();

@@ -1,6 +1,10 @@
 //! One camera's feed: receives the pipeline's RTP packets (on a GStreamer thread) and fans them out
-//! to every viewer's bounded queue without blocking and without a lock: the subscriber list is
-//! swapped copy-on-write when viewers come and go, and read with one atomic load per packet.
+//! to every sink without blocking and without a lock: the sink list is swapped copy-on-write when
+//! sinks come and go, and read with one atomic load per packet.
+//!
+//! A sink is a bounded queue: one viewer's own ([`CameraFeed::subscribe`]), or a WebRTC egress
+//! shard's, which serves all of its viewers of this camera from one queue
+//! ([`CameraFeed::attach`]), so the fan-out costs one enqueue per shard, not per viewer.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -28,12 +32,34 @@ pub trait KeyframeSource: Send + Sync {
     fn request_keyframe(&self);
 }
 
-/// One viewer's end of the fan-out.
+/// Where a feed's packets go: a bounded queue that never blocks the camera's thread.
+pub trait MediaSink: Send + Sync {
+    /// Queues `packet`; `false` when there is no room (the packet is then dropped for this sink,
+    /// and the sink resumes its viewers at a keyframe).
+    fn offer(&self, packet: &MediaPacket) -> bool;
+}
+
+/// One sink of the fan-out.
 struct Subscriber {
     id: u64,
+    sink: Arc<dyn MediaSink>,
+}
+
+/// A viewer's own queue.
+struct ViewerQueue {
     queue: mpsc::Sender<MediaPacket>,
-    /// Set by the feed when a packet could not be queued; the viewer then resumes at a keyframe.
+    /// Set when a packet could not be queued; the viewer then resumes at a keyframe.
     lost: Arc<AtomicBool>,
+}
+
+impl MediaSink for ViewerQueue {
+    fn offer(&self, packet: &MediaPacket) -> bool {
+        if self.queue.try_send(packet.clone()).is_ok() {
+            return true;
+        }
+        self.lost.store(true, Ordering::Relaxed);
+        false
+    }
 }
 
 /// A camera's feed: the fan-out point between its pipeline and its viewers.
@@ -80,20 +106,33 @@ impl CameraFeed {
         let _ = self.keyframe_source.set(source);
     }
 
-    /// Number of viewers now.
+    /// Number of sinks now (viewer queues and egress shards).
     pub fn subscriber_count(&self) -> usize {
         self.subscribers.load().len()
     }
 
-    /// Adds a viewer. Packets arrive on the returned subscription until it is dropped.
+    /// Adds a viewer with its own queue. Packets arrive on the returned subscription until it is
+    /// dropped.
     pub fn subscribe(self: &Arc<Self>) -> Subscription {
         let (queue, receiver) = mpsc::channel(VIEWER_QUEUE_PACKETS);
+        let lost = Arc::new(AtomicBool::new(false));
+        let attachment = self.attach(Arc::new(ViewerQueue {
+            queue,
+            lost: lost.clone(),
+        }));
+        Subscription {
+            attachment,
+            receiver,
+            lost,
+        }
+    }
+
+    /// Adds a sink. Packets are offered to it until the returned attachment is dropped.
+    pub fn attach(self: &Arc<Self>, sink: Arc<dyn MediaSink>) -> Attachment {
         let subscriber = Arc::new(Subscriber {
             id: self.next_subscriber.fetch_add(1, Ordering::Relaxed),
-            queue,
-            lost: Arc::new(AtomicBool::new(false)),
+            sink,
         });
-        let lost = subscriber.lost.clone();
         let id = subscriber.id;
         self.subscribers.rcu(|current| {
             let mut next = Vec::with_capacity(current.len() + 1);
@@ -101,11 +140,9 @@ impl CameraFeed {
             next.push(subscriber.clone());
             next
         });
-        Subscription {
+        Attachment {
             feed: self.clone(),
             id,
-            receiver,
-            lost,
         }
     }
 
@@ -167,9 +204,8 @@ impl CameraFeed {
         };
         let subscribers = self.subscribers.load();
         for subscriber in subscribers.iter() {
-            if subscriber.queue.try_send(packet.clone()).is_err() {
+            if !subscriber.sink.offer(&packet) {
                 self.metrics.egress_dropped.inc();
-                subscriber.lost.store(true, Ordering::Relaxed);
             }
         }
     }
@@ -181,10 +217,28 @@ impl PacketSink for CameraFeed {
     }
 }
 
-/// A viewer's subscription to a feed; dropping it leaves the feed.
-pub struct Subscription {
+/// A sink's place in a feed; dropping it leaves the feed.
+pub struct Attachment {
     feed: Arc<CameraFeed>,
     id: u64,
+}
+
+impl Attachment {
+    /// The feed attached to.
+    pub fn feed(&self) -> &Arc<CameraFeed> {
+        &self.feed
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        self.feed.unsubscribe(self.id);
+    }
+}
+
+/// A viewer's own queue on a feed; dropping it leaves the feed.
+pub struct Subscription {
+    attachment: Attachment,
     receiver: mpsc::Receiver<MediaPacket>,
     lost: Arc<AtomicBool>,
 }
@@ -192,7 +246,7 @@ pub struct Subscription {
 impl Subscription {
     /// The feed subscribed to.
     pub fn feed(&self) -> &Arc<CameraFeed> {
-        &self.feed
+        self.attachment.feed()
     }
 
     /// The next packet (async); `None` never happens while the subscription lives.
@@ -208,12 +262,6 @@ impl Subscription {
     /// True (once) if packets were dropped for this viewer since the last call.
     pub fn take_lost(&self) -> bool {
         self.lost.swap(false, Ordering::Relaxed)
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        self.feed.unsubscribe(self.id);
     }
 }
 

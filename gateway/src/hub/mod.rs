@@ -1,5 +1,5 @@
 //! The media hub: per camera, a feed that fans the pipeline's RTP packets out to viewers through
-//! bounded queues. It knows neither GStreamer nor WebRTC: packets in as `Bytes`, packets out as
+//! bounded queues (a viewer's own, or an egress shard's shared by its viewers). It knows neither GStreamer nor WebRTC: packets in as `Bytes`, packets out as
 //! [`MediaPacket`]s.
 
 pub mod feed;
@@ -7,5 +7,5 @@ pub mod h264;
 pub mod media_packet;
 pub mod rtp_header;
 
-pub use feed::{CameraFeed, KeyframeSource, Subscription};
+pub use feed::{Attachment, CameraFeed, KeyframeSource, MediaSink, Subscription};
 pub use media_packet::MediaPacket;

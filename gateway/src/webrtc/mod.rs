@@ -1,7 +1,10 @@
 //! The WebRTC adapter: the only module that names the WebRTC stack (`rtc`, webrtc-rs's sans-IO
-//! core). It owns the shared media port and runs one task per viewer; the rest of the gateway
-//! speaks in the hub's types and SDP strings.
+//! core). It owns the shared media port and the egress shards (one per core) that run the viewer
+//! sessions; the rest of the gateway speaks in the hub's types and SDP strings.
 
+pub mod batch_sender;
+pub mod deadline_queue;
+pub mod egress_shard;
 pub mod keyframe_feedback;
 pub mod rtp_rewriter;
 pub mod stun_username;
@@ -14,11 +17,12 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::WebrtcConfig;
-use crate::hub::Subscription;
+use crate::hub::CameraFeed;
+use egress_shard::{Control, ShardHandle};
 use udp_transport::UdpTransport;
 pub use viewer_session::EndReason;
 pub use whep_peer::{OfferError, PeerSetupError};
@@ -28,6 +32,7 @@ pub struct WebrtcEngine {
     transport: Arc<UdpTransport>,
     public_ips: Vec<IpAddr>,
     next_key: AtomicU64,
+    shards: Vec<ShardHandle>,
     receivers: Vec<JoinHandle<()>>,
 }
 
@@ -35,8 +40,25 @@ pub struct WebrtcEngine {
 pub struct StartedViewer {
     /// The SDP answer.
     pub answer_sdp: String,
-    /// Send (or drop) to end the session.
-    pub close: oneshot::Sender<()>,
+    /// Ends the session when closed or dropped.
+    pub close: ViewerCloser,
+}
+
+/// Ends its viewer session when closed or dropped (nothing if the session has ended already).
+pub struct ViewerCloser {
+    key: u64,
+    control: mpsc::UnboundedSender<Control>,
+}
+
+impl ViewerCloser {
+    /// Ends the session.
+    pub fn close(self) {}
+}
+
+impl Drop for ViewerCloser {
+    fn drop(&mut self) {
+        let _ = self.control.send(Control::Close(self.key));
+    }
 }
 
 impl WebrtcEngine {
@@ -47,10 +69,15 @@ impl WebrtcEngine {
     ) -> io::Result<WebrtcEngine> {
         let transport = UdpTransport::bind(config.udp_listen, unmatched).await?;
         let receivers = transport.spawn_receivers();
+        let shard_count = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let shards = (0..shard_count)
+            .map(|_| ShardHandle::spawn(transport.clone()))
+            .collect();
         Ok(WebrtcEngine {
             transport,
             public_ips: config.public_ips.clone(),
             next_key: AtomicU64::new(1),
+            shards,
             receivers,
         })
     }
@@ -60,12 +87,13 @@ impl WebrtcEngine {
         self.transport.local_addrs()
     }
 
-    /// Answers a WHEP offer and starts the viewer's session task. `on_end` runs when it ends.
-    /// Outer error: our failure (500); inner error: the offer's fault (400).
+    /// Answers a WHEP offer for a viewer of `feed` and starts its session on the least loaded
+    /// egress shard. `on_end` runs when it ends. Outer error: our failure (500); inner error: the
+    /// offer's fault (400).
     pub fn start_viewer(
         &self,
         offer_sdp: &str,
-        subscription: Subscription,
+        feed: Arc<CameraFeed>,
         on_end: impl FnOnce(EndReason) + Send + 'static,
     ) -> Result<Result<StartedViewer, OfferError>, PeerSetupError> {
         let negotiated =
@@ -75,29 +103,39 @@ impl WebrtcEngine {
                 Err(e) => return Ok(Err(e)),
             };
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
-        let (inbox_tx, inbox) = mpsc::channel(udp_transport::SESSION_INBOX_DATAGRAMS);
+        let shard = self
+            .shards
+            .iter()
+            .min_by_key(|shard| shard.viewers.load(Ordering::Relaxed))
+            .ok_or_else(|| PeerSetupError::new("no egress shard is running"))?;
         self.transport
-            .register(key, negotiated.ice_ufrag.clone(), inbox_tx);
-        let (close, close_rx) = oneshot::channel();
-        let session = viewer_session::ViewerSession {
-            key,
-            peer: negotiated.peer,
-            sender: negotiated.sender,
-            rewriter: rtp_rewriter::RtpRewriter::new(
+            .register(key, negotiated.ice_ufrag.clone(), shard.datagrams.clone());
+        let session = viewer_session::ViewerSession::new(
+            negotiated.peer,
+            negotiated.sender,
+            rtp_rewriter::RtpRewriter::new(
                 negotiated.ssrc,
                 negotiated.payload_type,
                 rand::random(),
                 rand::random(),
             ),
-            subscription,
-            inbox,
-            transport: self.transport.clone(),
-            close: close_rx,
+            feed,
+        );
+        shard.viewers.fetch_add(1, Ordering::Relaxed);
+        let started = Control::Start {
+            key,
+            session: Box::new(session),
+            on_end: Box::new(on_end),
         };
-        tokio::spawn(async move {
-            let reason = session.run().await;
-            on_end(reason);
-        });
+        if shard.control.send(started).is_err() {
+            shard.viewers.fetch_sub(1, Ordering::Relaxed);
+            self.transport.unregister(key);
+            return Err(PeerSetupError::new("the egress shard has stopped"));
+        }
+        let close = ViewerCloser {
+            key,
+            control: shard.control.clone(),
+        };
         Ok(Ok(StartedViewer {
             answer_sdp: negotiated.answer_sdp,
             close,
@@ -107,6 +145,7 @@ impl WebrtcEngine {
 
 impl Drop for WebrtcEngine {
     fn drop(&mut self) {
+        // The shards stop when their handles drop.
         for receiver in &self.receivers {
             receiver.abort();
         }

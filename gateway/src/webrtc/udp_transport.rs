@@ -3,7 +3,8 @@
 //! first time is claimed by the session whose ICE ufrag its STUN Binding request names.
 //!
 //! Inbound traffic of a WHEP server is small (STUN, DTLS, RTCP from viewers), so the routing table
-//! is a plain mutex; the outbound media path never touches it.
+//! is a plain mutex; the outbound media path never touches it (egress shards send on the sockets
+//! directly, see `batch_sender`).
 
 use std::collections::HashMap;
 use std::io;
@@ -20,18 +21,18 @@ use tokio::task::JoinHandle;
 
 use super::stun_username;
 
-/// Datagrams queued for one session before the transport drops for it.
-pub const SESSION_INBOX_DATAGRAMS: usize = 256;
+/// A datagram for the session with this routing key.
+pub type RoutedDatagram = (u64, TaggedBytesMut);
 /// Largest datagram read (anything longer is truncated by the kernel and then rejected by DTLS/SRTP).
 const MAX_DATAGRAM: usize = 2048;
 /// Most remote addresses one session may claim (a browser may check from a few candidates).
 const MAX_ADDRESSES_PER_SESSION: usize = 8;
 
-/// Where datagrams for one session go.
+/// Where datagrams for one session go: its shard's inbox, tagged with its key.
 #[derive(Clone)]
 pub struct SessionRoute {
     key: u64,
-    inbox: mpsc::Sender<TaggedBytesMut>,
+    inbox: mpsc::Sender<RoutedDatagram>,
 }
 
 #[derive(Default)]
@@ -75,8 +76,25 @@ impl UdpTransport {
         self.sockets.iter().map(|(address, _)| *address).collect()
     }
 
+    /// The sockets.
+    pub fn sockets(&self) -> Vec<Arc<UdpSocket>> {
+        self.sockets
+            .iter()
+            .map(|(_, socket)| socket.clone())
+            .collect()
+    }
+
+    /// The socket bound to `local` (the first socket if none is: a datagram always has a way out).
+    pub fn socket_for(&self, local: SocketAddr) -> Option<&UdpSocket> {
+        self.sockets
+            .iter()
+            .find(|(address, _)| *address == local)
+            .or_else(|| self.sockets.first())
+            .map(|(_, socket)| socket.as_ref())
+    }
+
     /// Routes datagrams whose STUN username starts with `ufrag` to `inbox`, under `key`.
-    pub fn register(&self, key: u64, ufrag: String, inbox: mpsc::Sender<TaggedBytesMut>) {
+    pub fn register(&self, key: u64, ufrag: String, inbox: mpsc::Sender<RoutedDatagram>) {
         self.lock_routes()
             .by_ufrag
             .insert(ufrag, SessionRoute { key, inbox });
@@ -87,21 +105,6 @@ impl UdpTransport {
         let mut routes = self.lock_routes();
         routes.by_ufrag.retain(|_, r| r.key != key);
         routes.by_addr.retain(|_, r| r.key != key);
-    }
-
-    /// Sends one datagram from the socket bound to `local` (falls back to the first socket).
-    pub async fn send(&self, local: SocketAddr, remote: SocketAddr, data: &[u8]) {
-        let socket = self
-            .sockets
-            .iter()
-            .find(|(address, _)| *address == local)
-            .or_else(|| self.sockets.first())
-            .map(|(_, socket)| socket);
-        if let Some(socket) = socket
-            && let Err(e) = socket.send_to(data, remote).await
-        {
-            tracing::debug!(error = %e, "UDP send failed");
-        }
     }
 
     /// Starts one receive task per socket. A task ends when the transport is dropped (checked at
@@ -174,8 +177,8 @@ impl UdpTransport {
             },
             message: datagram,
         };
-        // A session that cannot keep up loses inbound datagrams; STUN and RTCP are resent.
-        let _ = route.inbox.try_send(tagged);
+        // A shard that cannot keep up loses inbound datagrams; STUN and RTCP are resent.
+        let _ = route.inbox.try_send((route.key, tagged));
     }
 
     fn lock_routes(&self) -> std::sync::MutexGuard<'_, Routes> {

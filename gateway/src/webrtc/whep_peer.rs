@@ -8,12 +8,11 @@ use rand::Rng;
 use rand::distr::Alphanumeric;
 use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
 use rtc::ice::mdns::MulticastDnsMode;
-use rtc::interceptor::{Registry, Slot};
+use rtc::interceptor::{NackResponderBuilder, Registry, SenderReportBuilder, Slot};
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MediaEngine};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -46,6 +45,13 @@ pub enum OfferError {
 #[error("cannot set up the peer connection: {0}")]
 pub struct PeerSetupError(String);
 
+impl PeerSetupError {
+    /// A setup failure with this explanation.
+    pub fn new(reason: impl Into<String>) -> PeerSetupError {
+        PeerSetupError(reason.into())
+    }
+}
+
 /// What negotiation produced: the connection, its answer, and how to address its media.
 pub struct Negotiated {
     /// The viewer's peer connection, ready to be driven.
@@ -66,6 +72,10 @@ pub struct Negotiated {
 pub const ICE_DISCONNECTED_AFTER: Duration = Duration::from_secs(4);
 /// Further silence after which it counts as failed (the session ends).
 pub const ICE_FAILED_AFTER: Duration = Duration::from_secs(6);
+
+/// Packets kept per viewer for retransmission on NACK: about 1 s of a 2 Mbit/s camera, far
+/// longer than a retransmission is useful (a few round trips).
+const NACK_HISTORY_PACKETS: u16 = 256;
 
 /// Largest offer accepted (bytes); WHEP's HTTP layer enforces the same bound on the body.
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
@@ -184,8 +194,18 @@ pub fn negotiate(
             )
             .map_err(setup)?;
     }
-    let registry = Registry::new().with(Slot::from(14_000), KeyframeFeedback::default());
-    let registry = register_default_interceptors(registry, &mut media_engine).map_err(setup)?;
+    // A viewer only receives: of rtc's default interceptors it needs the NACK responder and the
+    // sender reports. The receive-side ones (NACK generator, receiver reports, TWCC receiver)
+    // would only add a pass over every packet sent (see benches/README.md, relay_load).
+    let registry = Registry::new()
+        .with(Slot::from(14_000), KeyframeFeedback::default())
+        .with(
+            Slot::NackResponder,
+            NackResponderBuilder::new()
+                .with_size(NACK_HISTORY_PACKETS)
+                .build(),
+        )
+        .with(Slot::SenderReport, SenderReportBuilder::new().build());
 
     let ice_ufrag = random_token(16);
     let settings = SettingEngineBuilder::new()
