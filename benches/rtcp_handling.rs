@@ -16,8 +16,8 @@
 //!   (AEAD_AES_128_GCM, the profile the gateway prefers, with the stack's 64-packet replay window)
 //!   + unmarshal. Each datagram is protected beforehand with a fresh SRTCP index.
 //! - `interceptor_chain/PACKET`: the unmarshalled packet through the viewer's interceptor chain as
-//!   `whep_peer` builds it (`KeyframeFeedback` at slot 14 000 + `rtc`'s default interceptors,
-//!   one bound H.264 send stream): `handle_read`, then `poll_read`. PLI/FIR compounds are marked
+//!   `whep_peer` builds it (`whep_peer::viewer_interceptors`: `KeyframeFeedback`, NACK responder,
+//!   sender reports; one bound H.264 send stream): `handle_read`, then `poll_read`. PLI/FIR compounds are marked
 //!   for the application by `KeyframeFeedback`; the others end in the chain.
 //! - `keyframe_feedback/PACKET`: the gateway's `KeyframeFeedback` interceptor alone.
 //! - `is_keyframe_request/PACKET`: the scan the viewer session makes of what reaches it.
@@ -48,11 +48,7 @@ use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use criterion::{Bencher, BenchmarkId, Criterion, Throughput, criterion_group};
-use rtc::interceptor::{
-    AttributedPacket, Interceptor, Packet, Registry, Slot, StreamInfo, TaggedPacket,
-};
-use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::MediaEngine;
+use rtc::interceptor::{AttributedPacket, Interceptor, Packet, StreamInfo, TaggedPacket};
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtcp::payload_feedbacks::receiver_estimated_maximum_bitrate::ReceiverEstimatedMaximumBitrate;
 use rtc::rtcp::receiver_report::ReceiverReport;
@@ -221,11 +217,7 @@ fn srtcp_context(replay_window: Option<usize>) -> Context {
 
 /// The viewer's interceptor chain as `whep_peer` builds it, with the camera track bound.
 fn interceptor_chain() -> impl Interceptor {
-    let mut media_engine = MediaEngine::default();
-    let registry = Registry::new().with(Slot::from(14_000), KeyframeFeedback::default());
-    let mut chain = register_default_interceptors(registry, &mut media_engine)
-        .expect("default interceptors")
-        .build();
+    let mut chain = straja_gateway::webrtc::whep_peer::viewer_interceptors().build();
     chain.bind_local_stream(&StreamInfo {
         ssrc: MEDIA_SSRC,
         payload_type: 102,

@@ -33,7 +33,9 @@ use std::time::{Duration, Instant};
 
 use child_process::{ChildProcess, Commands, tell};
 use latency_histogram::LatencyHistogram;
-use support::gateway_process::{GatewayProcess, can_pin_two_cores, process_cpu_seconds};
+use support::gateway_process::{
+    GatewayProcess, can_pin_two_cores, core_busy_seconds, process_user_system_seconds,
+};
 use synthetic_camera::SyntheticCamera;
 use viewer_swarm::{SwarmConfig, SwarmControl, SwarmReport};
 
@@ -123,6 +125,11 @@ fn child_forwarder(args: &[String]) {
 struct Phase {
     /// Relay process CPU, as a share of one core.
     cpu: f64,
+    /// The part of `cpu` spent in the kernel (sends, and on loopback the receivers' softirq work).
+    cpu_system: f64,
+    /// Core 0's busy share (the relay's core when pinned): adds the softirq work the kernel hands
+    /// to `ksoftirqd`, which is no process's time.
+    core_busy: f64,
     report: SwarmReport,
     /// Packets the relay dropped on the way to viewers that could not keep up (gateway only).
     relay_drops: u64,
@@ -164,23 +171,38 @@ fn percentiles(h: &LatencyHistogram) -> (u64, u64, u64) {
     (h.percentile(50.0), h.percentile(99.0), h.percentile(99.9))
 }
 
-/// Runs a child until its window has been measured; returns its report and the CPU share of
-/// `relay_pid` over the window.
+/// CPU shares over a window: the relay process (all, kernel part) and core 0.
+struct CpuShares {
+    process: f64,
+    system: f64,
+    core: f64,
+}
+
+/// Runs a child until its window has been measured; returns its report and the CPU shares of
+/// `relay_pid` (and core 0) over the window.
 fn measure_window(
     child: &mut ChildProcess,
     relay_pid: u32,
     window: Duration,
-) -> (f64, SwarmReport) {
+) -> (CpuShares, SwarmReport) {
     std::thread::sleep(SETTLE);
     child.say("measure");
-    let cpu_start = process_cpu_seconds(relay_pid);
+    let (user_start, system_start) = process_user_system_seconds(relay_pid);
+    let core_start = core_busy_seconds(0);
     let started = Instant::now();
     std::thread::sleep(window);
-    let cpu = (process_cpu_seconds(relay_pid) - cpu_start) / started.elapsed().as_secs_f64();
+    let (user, system) = process_user_system_seconds(relay_pid);
+    let core = core_busy_seconds(0) - core_start;
+    let seconds = started.elapsed().as_secs_f64();
+    let shares = CpuShares {
+        process: (user - user_start + system - system_start) / seconds,
+        system: (system - system_start) / seconds,
+        core: core / seconds,
+    };
     child.say("stop");
     let report: SwarmReport =
         serde_json::from_str(&child.expect("report", SETUP_TIMEOUT)).expect("report JSON");
-    (cpu, report)
+    (shares, report)
 }
 
 fn baseline(count: usize, window: Duration, pins: (Option<&str>, Option<&str>)) -> Phase {
@@ -194,7 +216,9 @@ fn baseline(count: usize, window: Duration, pins: (Option<&str>, Option<&str>)) 
     drop(camera);
     forwarder.say("stop");
     Phase {
-        cpu,
+        cpu: cpu.process,
+        cpu_system: cpu.system,
+        core_busy: cpu.core,
         report,
         relay_drops: 0,
     }
@@ -224,7 +248,9 @@ fn relay(
     let drops_before = dropped();
     let (cpu, report) = measure_window(&mut swarm, gateway.pid(), window);
     Phase {
-        cpu,
+        cpu: cpu.process,
+        cpu_system: cpu.system,
+        core_busy: cpu.core,
         report,
         relay_drops: dropped().saturating_sub(drops_before),
     }
@@ -330,18 +356,29 @@ fn orchestrate(quick: bool, chosen_counts: Option<Vec<usize>>) {
             relayed.skips(),
         );
         eprintln!(
-            "relay_load: N={count} swarm CPU {:.1} % of a core, socket wait p99 {} µs, \
-             packets dropped by the gateway's fan-out {}",
+            "relay_load: N={count} {:.1} packets per viewer-second received; \
+             swarm CPU {:.1} % of a core, socket wait p99 {} µs, \
+             packets dropped by the gateway's fan-out {}; gateway CPU in the kernel {:.1} %, \
+             its core busy {:.1} %; forwarder CPU in the kernel {:.1} %, its core busy {:.1} %",
+            relayed.packets() as f64
+                / relayed.report.measured_seconds.max(1e-9)
+                / relayed.connected().max(1) as f64,
             relayed.report.cpu_seconds / relayed.report.measured_seconds.max(1e-9) * 100.0,
             relayed.report.socket_wait.percentile(99.0),
             relayed.relay_drops,
+            relayed.cpu_system * 100.0,
+            relayed.core_busy * 100.0,
+            base.cpu_system * 100.0,
+            base.core_busy * 100.0,
         );
         if relayed.loss() < 0.001 && relayed.connected() == count && relayed.skips() == 0 {
             sustained = Some(count);
         }
         // Gross regressions only, each judged against the forwarder of the same run, and only
         // where neither side is overloaded (the full run goes past that on purpose).
-        let healthy = base.loss() < 0.001 && relayed.cpu < 0.9;
+        let healthy = base.loss() < 0.001
+            && relayed.cpu < 0.9
+            && (!pinned || (relayed.core_busy < 0.9 && base.core_busy < 0.9));
         if !healthy {
             continue;
         }

@@ -160,6 +160,31 @@ fn clock_ticks_per_second() -> f64 {
 
 /// utime + stime of `pid` (all its threads), in seconds.
 pub fn process_cpu_seconds(pid: u32) -> f64 {
+    let (user, system) = process_user_system_seconds(pid);
+    user + system
+}
+
+/// Busy time of CPU `core` (everything but idle and iowait: every process and the kernel's own
+/// softirq work, which the kernel may hand to `ksoftirqd` and so leave out of a process's time),
+/// in seconds.
+pub fn core_busy_seconds(core: usize) -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let prefix = format!("cpu{core} ");
+    let Some(line) = stat.lines().find(|l| l.starts_with(&prefix)) else {
+        return 0.0;
+    };
+    let ticks: Vec<f64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0.0))
+        .collect();
+    let total: f64 = ticks.iter().take(8).sum();
+    let idle = ticks.get(3).copied().unwrap_or(0.0) + ticks.get(4).copied().unwrap_or(0.0);
+    (total - idle) / clock_ticks_per_second()
+}
+
+/// (utime, stime) of `pid` (all its threads), in seconds.
+pub fn process_user_system_seconds(pid: u32) -> (f64, f64) {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
     let after_name = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or("");
     let fields: Vec<&str> = after_name.split_whitespace().collect();
@@ -170,7 +195,8 @@ pub fn process_cpu_seconds(pid: u32) -> f64 {
             .unwrap_or(0.0)
     };
     // Fields 14 and 15 of stat are utime and stime; after the name they are at 11 and 12.
-    (field(11) + field(12)) / clock_ticks_per_second()
+    let ticks = clock_ticks_per_second();
+    (field(11) / ticks, field(12) / ticks)
 }
 
 /// Resident memory of `pid`, in MiB.

@@ -24,8 +24,9 @@ use super::viewer_session::{EndReason, Forwarded, ViewerSession};
 use crate::hub::{Attachment, CameraFeed, MediaPacket, MediaSink};
 
 /// Camera packets a shard queues (all its cameras together) before the feed drops for it: about
-/// 4 s of one 2 Mbit/s camera.
-pub const SHARD_MEDIA_PACKETS: usize = 1024;
+/// 2 s of one 2 Mbit/s camera. A shard that falls further behind drops and resumes its viewers at
+/// a keyframe rather than show them ever older video.
+pub const SHARD_MEDIA_PACKETS: usize = 512;
 /// Datagrams from viewers a shard queues before the media port drops for it.
 pub const SHARD_INBOX_DATAGRAMS: usize = 4096;
 /// Most camera packets handled before the shard sends: larger batches make longer GSO runs per
@@ -190,6 +191,10 @@ impl EgressShard {
             }
             self.run_due_timers(Instant::now());
             self.settle().await;
+            // One iteration can be milliseconds of work with many viewers: let the media port's
+            // receive task (and the rest of the runtime) run between them, or the viewers'
+            // STUN and RTCP wait in a socket buffer that overflows.
+            tokio::task::yield_now().await;
         }
         let keys: Vec<u64> = self.sessions.keys().copied().collect();
         for key in keys {

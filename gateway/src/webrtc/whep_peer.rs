@@ -121,6 +121,22 @@ fn h264_codec(profile: &str) -> RTCRtpCodec {
     }
 }
 
+/// The interceptors of a viewer's connection. A viewer only receives: of rtc's default set it
+/// needs the NACK responder and the sender reports, plus [`KeyframeFeedback`]. The receive-side
+/// ones (NACK generator, receiver reports, TWCC receiver) would only add a pass over every packet
+/// sent (see benches/README.md, relay_load).
+pub fn viewer_interceptors() -> Registry {
+    Registry::new()
+        .with(Slot::from(14_000), KeyframeFeedback::default())
+        .with(
+            Slot::NackResponder,
+            NackResponderBuilder::new()
+                .with_size(NACK_HISTORY_PACKETS)
+                .build(),
+        )
+        .with(Slot::SenderReport, SenderReportBuilder::new().build())
+}
+
 /// Checks what can be checked cheaply before any WebRTC state is built.
 fn precheck(offer: &str) -> Result<(), OfferError> {
     if offer.trim().is_empty() {
@@ -194,18 +210,7 @@ pub fn negotiate(
             )
             .map_err(setup)?;
     }
-    // A viewer only receives: of rtc's default interceptors it needs the NACK responder and the
-    // sender reports. The receive-side ones (NACK generator, receiver reports, TWCC receiver)
-    // would only add a pass over every packet sent (see benches/README.md, relay_load).
-    let registry = Registry::new()
-        .with(Slot::from(14_000), KeyframeFeedback::default())
-        .with(
-            Slot::NackResponder,
-            NackResponderBuilder::new()
-                .with_size(NACK_HISTORY_PACKETS)
-                .build(),
-        )
-        .with(Slot::SenderReport, SenderReportBuilder::new().build());
+    let registry = viewer_interceptors();
 
     let ice_ufrag = random_token(16);
     let settings = SettingEngineBuilder::new()
