@@ -40,7 +40,6 @@
 //!
 //! `cargo bench --bench rtcp_handling` (add `-- --quick` for CI's quick mode).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -68,33 +67,8 @@ use straja_gateway::hub::{CameraFeed, KeyframeSource};
 use straja_gateway::metrics::Metrics;
 use straja_gateway::webrtc::keyframe_feedback::{KeyframeFeedback, is_keyframe_request};
 
-/// Counts heap allocations (and reallocations), for the summary of allocations per packet.
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+#[path = "support/counting_allocator.rs"]
+mod counting_allocator;
 
 /// The gateway's media SSRC (the viewer reports on it) and the viewer's own.
 const MEDIA_SSRC: u32 = 0x1234_5678;
@@ -511,11 +485,11 @@ fn allocations_per_call(mut operation: impl FnMut()) -> f64 {
     for _ in 0..100 {
         operation();
     }
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    let before = counting_allocator::allocations();
     for _ in 0..1000 {
         operation();
     }
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / 1000.0
+    (counting_allocator::allocations() - before) as f64 / 1000.0
 }
 
 fn allocation_summary() {

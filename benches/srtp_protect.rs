@@ -24,9 +24,7 @@
 //!
 //! `cargo bench --bench srtp_protect` (add `-- --quick` for CI's quick mode).
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -35,33 +33,8 @@ use rtc::shared::marshal::Marshal;
 use rtc::srtp::context::Context;
 use rtc::srtp::protection_profile::ProtectionProfile;
 
-/// Counts heap allocations (and reallocations), so the summary can say how many a packet costs.
-struct CountingAllocator;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-// SAFETY: forwards every call to the system allocator unchanged; only counts.
-unsafe impl GlobalAlloc for CountingAllocator {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: same contract as the caller's.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        // SAFETY: same contract as the caller's.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static GLOBAL: CountingAllocator = CountingAllocator;
+#[path = "support/counting_allocator.rs"]
+mod counting_allocator;
 
 /// The profiles `rtc` offers in DTLS-SRTP, in its order of preference.
 const PROFILES: [(&str, ProtectionProfile); 4] = [
@@ -269,7 +242,7 @@ fn measure(duration: Duration, mut operation: impl FnMut()) -> (f64, f64) {
     for _ in 0..1000 {
         operation();
     }
-    let allocations = ALLOCATIONS.load(Ordering::Relaxed);
+    let allocations = counting_allocator::allocations();
     let start = Instant::now();
     let mut calls = 0u64;
     while start.elapsed() < duration {
@@ -279,7 +252,7 @@ fn measure(duration: Duration, mut operation: impl FnMut()) -> (f64, f64) {
         calls += 1000;
     }
     let elapsed = start.elapsed();
-    let allocated = ALLOCATIONS.load(Ordering::Relaxed) - allocations;
+    let allocated = counting_allocator::allocations() - allocations;
     (
         elapsed.as_nanos() as f64 / calls as f64,
         allocated as f64 / calls as f64,

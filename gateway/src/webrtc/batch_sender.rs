@@ -55,10 +55,7 @@ pub struct BatchSender {
 impl BatchSender {
     /// A sender that tries GSO if this kernel knows `UDP_SEGMENT`.
     pub fn new(transport: &UdpTransport) -> BatchSender {
-        let gso = transport
-            .sockets()
-            .first()
-            .is_some_and(|socket| kernel_knows_gso(socket));
+        let gso = transport.sockets().next().is_some_and(kernel_knows_gso);
         BatchSender { gso }
     }
 

@@ -210,10 +210,7 @@ impl EgressShard {
                 session,
                 on_end,
             } => {
-                let group = self.join_group(session.feed());
-                if let Some(members) = self.groups.get_mut(&group) {
-                    members.viewers.push(key);
-                }
+                let group = self.join_group(key, session.feed());
                 self.sessions.insert(
                     key,
                     Slot {
@@ -233,13 +230,15 @@ impl EgressShard {
         }
     }
 
-    /// The group of `feed`'s viewers, created (and attached to the feed) for the first one.
-    fn join_group(&mut self, feed: &Arc<CameraFeed>) -> u64 {
-        if let Some((&key, _)) = self
+    /// Adds viewer `viewer` to the group of `feed`'s viewers, which is created (and attached to
+    /// the feed) for the first one; returns the group's key.
+    fn join_group(&mut self, viewer: u64, feed: &Arc<CameraFeed>) -> u64 {
+        if let Some((&key, group)) = self
             .groups
-            .iter()
+            .iter_mut()
             .find(|(_, group)| Arc::ptr_eq(&group.feed, feed))
         {
+            group.viewers.push(viewer);
             return key;
         }
         let key = self.next_group;
@@ -254,7 +253,7 @@ impl EgressShard {
             key,
             CameraGroup {
                 feed: feed.clone(),
-                viewers: Vec::new(),
+                viewers: vec![viewer],
                 lost,
                 _attachment: attachment,
             },
@@ -323,7 +322,10 @@ impl EgressShard {
     /// sends.
     async fn settle(&mut self) {
         let now = Instant::now();
-        for key in std::mem::take(&mut self.touched) {
+        // Indexed loops: both lists keep their capacity from one iteration to the next (nothing
+        // below adds to them).
+        for i in 0..self.touched.len() {
+            let key = self.touched[i];
             let Some(slot) = self.sessions.get_mut(&key) else {
                 continue;
             };
@@ -333,9 +335,12 @@ impl EgressShard {
             }
             self.timers.set(key, slot.session.deadline(now));
         }
-        for (key, reason) in std::mem::take(&mut self.ending) {
+        self.touched.clear();
+        for i in 0..self.ending.len() {
+            let (key, reason) = self.ending[i];
             self.end_session(key, reason);
         }
+        self.ending.clear();
         if !self.outbox.is_empty() {
             self.sender.flush(&self.transport, &mut self.outbox).await;
         }

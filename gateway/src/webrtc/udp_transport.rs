@@ -77,11 +77,8 @@ impl UdpTransport {
     }
 
     /// The sockets.
-    pub fn sockets(&self) -> Vec<Arc<UdpSocket>> {
-        self.sockets
-            .iter()
-            .map(|(_, socket)| socket.clone())
-            .collect()
+    pub fn sockets(&self) -> impl Iterator<Item = &UdpSocket> {
+        self.sockets.iter().map(|(_, socket)| socket.as_ref())
     }
 
     /// The socket bound to `local` (the first socket if none is: a datagram always has a way out).
