@@ -1,5 +1,6 @@
 //! The hub's fan-out: one RTP packet from a camera into N viewers' queues. Reports the time per
 //! packet; divide by N for the cost per packet per viewer (printed at the end for convenience).
+//! Also the GOP cache: appending a packet, and copying a 2 s GOP for a new viewer.
 //!
 //! `cargo bench --bench hub_fanout` (add `-- --quick` for CI's quick mode).
 
@@ -8,7 +9,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
-use straja_gateway::hub::CameraFeed;
+use straja_gateway::hub::gop_cache::GopCache;
+use straja_gateway::hub::rtp_header::RtpHeader;
+use straja_gateway::hub::{CameraFeed, MediaPacket};
 use straja_gateway::metrics::Metrics;
 use straja_gateway::webrtc::rtp_rewriter::RtpRewriter;
 
@@ -68,7 +71,41 @@ fn rewrite(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, fanout, rewrite);
+/// Packets in a 2 s GOP of a 2 Mbit/s camera (1200-byte packets).
+const GOP_PACKETS: u16 = 420;
+
+fn media_packet(sequence: u16, keyframe_start: bool) -> MediaPacket {
+    let data = packet(sequence);
+    MediaPacket {
+        header: RtpHeader::parse(&data).expect("valid RTP"),
+        data,
+        keyframe_start,
+        arrived: Instant::now(),
+    }
+}
+
+fn gop_cache(c: &mut Criterion) {
+    let cache = GopCache::new(4 << 20);
+    let packets: Vec<MediaPacket> = (0..GOP_PACKETS * 4)
+        .map(|i| media_packet(i, i % GOP_PACKETS == 0))
+        .collect();
+    let mut next = 0;
+    c.bench_function("gop_cache_insert_per_packet", |b| {
+        b.iter(|| {
+            black_box(cache.push(&packets[next]));
+            next = (next + 1) % packets.len();
+        })
+    });
+    let full = GopCache::new(4 << 20);
+    for packet in &packets[..usize::from(GOP_PACKETS)] {
+        full.push(packet);
+    }
+    c.bench_function("gop_cache_replay_copy_2s_gop", |b| {
+        b.iter(|| black_box(full.snapshot(Instant::now()).map(|gop| gop.len())))
+    });
+}
+
+criterion_group!(benches, fanout, rewrite, gop_cache);
 
 fn main() {
     benches();

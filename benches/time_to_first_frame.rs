@@ -1,9 +1,10 @@
 //! Time to first frame: from a viewer's WHEP request to its first complete (in-process webrtc-rs
-//! viewer) or decoded (headless Chromium) frame, median of several tries, camera GOP 1 s.
+//! viewer) or decoded (headless Chromium) frame, at random points of a 720p30 camera's 2 s GOP.
 //!
-//! Two cameras: an RTSP camera (fake IP camera in this process; its encoder cannot be asked for a
-//! keyframe, so a viewer waits for the camera's next one — what the GOP cache of the cameras issue
-//! removes) and a `test://` camera (the gateway's own encoder honours keyframe requests).
+//! Three cameras: the RTSP camera (a fake IP camera in this process; its encoder cannot be asked
+//! for a keyframe) with the gateway's GOP cache, the same camera with the cache off (a viewer then
+//! waits for the camera's next keyframe: a GOP at worst), and a `test://` camera (the gateway's own
+//! encoder, which honours keyframe requests).
 //!
 //! `cargo bench --bench time_to_first_frame` (`-- --quick` for fewer tries).
 
@@ -12,16 +13,19 @@ mod support;
 
 use std::time::Duration;
 
-use straja_pipelines::FakeRtspCamera;
+use straja_pipelines::{FakeCameraOptions, FakeRtspCamera};
 use support::chromium::Chromium;
 use support::gateway_under_test::{GatewayUnderTest, TestCamera};
 use support::whep_viewer::WhepViewer;
 
 fn summary(name: &str, mut samples: Vec<f64>) {
     samples.sort_by(f64::total_cmp);
-    let median = samples[samples.len() / 2];
+    let at =
+        |q: f64| samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1];
     println!(
-        "{name:<44} median {median:7.1} ms   min {:7.1}   max {:7.1}   n={}",
+        "{name:<48} median {:7.1} ms   p95 {:7.1}   min {:7.1}   max {:7.1}   n={}",
+        at(0.5),
+        at(0.95),
         samples[0],
         samples[samples.len() - 1],
         samples.len()
@@ -39,9 +43,8 @@ async fn in_process_viewer(gateway: &GatewayUnderTest, camera: &str, tries: usiz
             t.map(|t| t.duration_since(viewer.posted_at).as_millis())
         };
         phases.push(format!(
-            "answer {:?} connected {:?} first packet {:?}",
+            "answer {:?} first packet {:?}",
             answered.duration_since(viewer.posted_at).as_millis(),
-            ms(reception.connected_at),
             ms(reception.first_packet_at)
         ));
         let first = reception
@@ -67,66 +70,84 @@ async fn chromium(gateway: &GatewayUnderTest, camera: &str, tries: usize) -> Vec
         .await
         .expect("page script");
     let mut samples = Vec::new();
+    let mut phases = Vec::new();
     for _ in 0..tries {
-        let elapsed = page
+        let result = page
             .eval(&format!(
                 "(async () => {{ const t0 = performance.now(); await straja.play('{camera}'); \
                  while ((await straja.framesDecoded()) < 1) {{ \
                    if (performance.now() - t0 > 10000) throw new Error('no frame in 10 s'); \
-                   await new Promise(r => setTimeout(r, 5)); }} \
-                 const t = performance.now() - t0; await straja.stop(); return t; }})()"
+                   await new Promise(r => setTimeout(r, 2)); }} \
+                 const t = performance.now() - t0; const phases = JSON.stringify(straja.timings); \
+                 await straja.stop(); return [t, phases]; }})()"
             ))
             .await
             .expect("a decoded frame");
-        samples.push(elapsed.as_f64().unwrap_or(f64::NAN));
+        samples.push(result[0].as_f64().unwrap_or(f64::NAN));
+        phases.push(result[1].as_str().unwrap_or("?").to_owned());
         random_pause().await;
     }
+    println!("  phases (ms after play()): {}", phases.join(" | "));
     samples
 }
 
-/// A pause of 100-1100 ms, so that each try lands at a random point of the camera's GOP (a fixed
-/// pause locks the tries to one phase of the GOP and measures that phase only).
+/// A pause of 100-2100 ms, so that each try lands at a random point of the camera's 2 s GOP (a
+/// fixed pause locks the tries to one phase of the GOP and measures that phase only).
 async fn random_pause() {
-    tokio::time::sleep(Duration::from_millis(rand::random_range(100..1100))).await;
+    tokio::time::sleep(Duration::from_millis(rand::random_range(100..2100))).await;
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let quick = std::env::args().any(|a| a == "--quick");
-    let tries = if quick { 5 } else { 15 };
-    let camera =
-        FakeRtspCamera::start(support::reference_camera::options()).expect("fake RTSP camera");
+    let tries = if quick { 5 } else { 20 };
+    let camera = FakeRtspCamera::start(FakeCameraOptions {
+        gop_frames: 60,
+        ..support::reference_camera::options()
+    })
+    .expect("fake RTSP camera");
     let rtsp_url = camera.url();
     let gateway = GatewayUnderTest::start(&[
         TestCamera {
             id: "rtsp",
             source: &rtsp_url,
+            settings: "",
+        },
+        TestCamera {
+            id: "rtsp-no-cache",
+            source: &rtsp_url,
+            settings: "gop_cache_bytes = 0",
         },
         TestCamera {
             id: "pattern",
-            source: "test://ball?width=1280&height=720&fps=30&gop=30&bitrate=2000",
+            source: "test://ball?width=1280&height=720&fps=30&gop=60&bitrate=2000",
+            settings: "",
         },
     ])
     .await;
     gateway.wait_until_ready(Duration::from_secs(20)).await;
 
-    println!("time to first frame, 720p30 H.264, camera GOP 1 s, {tries} tries each");
-    summary(
-        "in-process viewer, RTSP camera (POST→frame)",
-        in_process_viewer(&gateway, "rtsp", tries).await,
-    );
-    summary(
-        "in-process viewer, test camera (POST→frame)",
-        in_process_viewer(&gateway, "pattern", tries).await,
-    );
-    summary(
-        "Chromium, RTSP camera (play()→decoded)",
-        chromium(&gateway, "rtsp", tries).await,
-    );
-    summary(
-        "Chromium, test camera (play()→decoded)",
-        chromium(&gateway, "pattern", tries).await,
-    );
+    println!("time to first frame, 720p30 H.264 2 Mbit/s, camera GOP 2 s, {tries} tries each");
+    for (name, camera) in [
+        ("RTSP camera, GOP cache", "rtsp"),
+        ("RTSP camera, no cache", "rtsp-no-cache"),
+        ("test camera (keyframe on request)", "pattern"),
+    ] {
+        summary(
+            &format!("in-process viewer, {name}"),
+            in_process_viewer(&gateway, camera, tries).await,
+        );
+    }
+    for (name, camera) in [
+        ("RTSP camera, GOP cache", "rtsp"),
+        ("RTSP camera, no cache", "rtsp-no-cache"),
+        ("test camera (keyframe on request)", "pattern"),
+    ] {
+        summary(
+            &format!("Chromium, {name}"),
+            chromium(&gateway, camera, tries).await,
+        );
+    }
     let answer = &gateway.running.gateway().metrics.whep_answer_seconds;
     println!(
         "server-side WHEP answer time: mean {:.2} ms over {} offers",

@@ -200,6 +200,7 @@ async fn only_the_owner_or_ops_can_end_a_session() {
     let gateway = GatewayUnderTest::start(&[TestCamera {
         id: "gate",
         source: "test://ball?width=160&height=120",
+        settings: "",
     }])
     .await;
     gateway.wait_until_ready(Duration::from_secs(15)).await;

@@ -14,6 +14,7 @@ async fn chromium_plays_a_camera_from_the_gateway_page() {
     let gateway = GatewayUnderTest::start(&[TestCamera {
         id: "lobby",
         source: "test://ball?width=640&height=480&gop=30",
+        settings: "",
     }])
     .await;
     gateway.wait_until_ready(Duration::from_secs(15)).await;

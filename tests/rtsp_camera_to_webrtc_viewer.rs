@@ -22,6 +22,7 @@ async fn rtsp_camera_reaches_a_webrtc_viewer_starting_with_a_keyframe() {
     let gateway = GatewayUnderTest::start(&[TestCamera {
         id: "gate",
         source: &url,
+        settings: "",
     }])
     .await;
     gateway.wait_until_ready(Duration::from_secs(15)).await;

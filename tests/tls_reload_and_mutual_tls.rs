@@ -26,6 +26,7 @@ async fn a_new_certificate_is_served_without_dropping_the_viewer() {
     let gateway = GatewayUnderTest::start(&[TestCamera {
         id: "gate",
         source: "test://ball?width=160&height=120",
+        settings: "",
     }])
     .await;
     gateway.wait_until_ready(Duration::from_secs(15)).await;

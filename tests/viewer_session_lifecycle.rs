@@ -13,6 +13,7 @@ async fn pattern_gateway() -> GatewayUnderTest {
     let gateway = GatewayUnderTest::start(&[TestCamera {
         id: "ward",
         source: "test://ball?width=320&height=240&gop=300",
+        settings: "",
     }])
     .await;
     gateway.wait_until_ready(Duration::from_secs(15)).await;
@@ -88,6 +89,7 @@ async fn a_camera_at_its_session_cap_answers_503_with_retry_after() {
         &[TestCamera {
             id: "ward",
             source: "test://ball?width=160&height=120",
+            settings: "",
         }],
         "[limits]\nmax_sessions_per_camera = 1\n",
     )

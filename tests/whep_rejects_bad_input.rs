@@ -42,6 +42,7 @@ async fn bad_requests_get_clear_4xx_and_the_gateway_keeps_serving() {
     let gateway = GatewayUnderTest::start(&[TestCamera {
         id: "lobby",
         source: "test://ball?width=320&height=240",
+        settings: "",
     }])
     .await;
     gateway.wait_until_ready(Duration::from_secs(15)).await;
@@ -155,10 +156,12 @@ async fn api_lists_cameras_and_reports_health_over_https_only() {
         TestCamera {
             id: "a",
             source: "test://smpte?width=320&height=240",
+            settings: "",
         },
         TestCamera {
             id: "down",
             source: "rtsp://127.0.0.1:9/nothing-listens-here",
+            settings: "",
         },
     ])
     .await;

@@ -46,7 +46,11 @@ pub struct CameraStatus {
 impl Camera {
     /// Creates the camera's feed and starts its pipeline (returns at once, even if the camera is down).
     pub fn start(config: &CameraConfig, metrics: &Metrics) -> Camera {
-        let feed = CameraFeed::new(&config.id, metrics.camera(&config.id));
+        let feed = CameraFeed::with_gop_cache(
+            &config.id,
+            metrics.camera(&config.id),
+            config.gop_cache_bytes,
+        );
         let started = CameraSource::parse(&config.source)
             .map_err(|e| e.to_string())
             .and_then(|source| {

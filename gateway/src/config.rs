@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use straja_pipelines::CameraSource;
 
+use crate::hub::gop_cache::MAX_GOP_CACHE_BYTES;
+
 /// The embedded demo configuration used by `straja run` without `--config`.
 pub const DEMO_CONFIG: &str = include_str!("demo.toml");
 
@@ -232,6 +234,14 @@ pub struct CameraConfig {
     pub name: String,
     /// `rtsp://…`, `rtsps://…`, `test://pattern`, or `v4l2:///dev/videoN`.
     pub source: String,
+    /// Bound on the camera's cached GOP, from which new viewers start at once (0: no cache; new
+    /// viewers then wait for the camera's next keyframe).
+    #[serde(default = "default_gop_cache_bytes")]
+    pub gop_cache_bytes: usize,
+}
+
+fn default_gop_cache_bytes() -> usize {
+    crate::hub::gop_cache::DEFAULT_GOP_CACHE_BYTES
 }
 
 impl fmt::Debug for CameraConfig {
@@ -244,6 +254,7 @@ impl fmt::Debug for CameraConfig {
             .field("id", &self.id)
             .field("name", &self.name)
             .field("source", &source)
+            .field("gop_cache_bytes", &self.gop_cache_bytes)
             .finish()
     }
 }
@@ -473,6 +484,16 @@ impl Config {
             if let Err(e) = CameraSource::parse(&camera.source) {
                 problem(format!("cameras[{i}].source"), e.to_string());
             }
+            if camera.gop_cache_bytes > MAX_GOP_CACHE_BYTES {
+                problem(
+                    format!("cameras[{i}].gop_cache_bytes"),
+                    format!(
+                        "{} is over the largest allowed, {MAX_GOP_CACHE_BYTES} (64 MiB); 0 turns \
+                         the cache off",
+                        camera.gop_cache_bytes
+                    ),
+                );
+            }
         }
         problems
     }
@@ -642,6 +663,7 @@ source = "http://example"
 id = "b"
 name = "C"
 source = "test://ball"
+gop_cache_bytes = 999999999999
 [auth]
 jwks_file = "/etc/straja/idp.jwks"
 "#;
@@ -654,6 +676,7 @@ jwks_file = "/etc/straja/idp.jwks"
             "cameras[1].name",
             "cameras[1].source",
             "cameras[2].id",
+            "cameras[2].gop_cache_bytes",
             "auth.issuer",
         ] {
             assert!(
@@ -669,6 +692,7 @@ jwks_file = "/etc/straja/idp.jwks"
             id: "gate".into(),
             name: "Gate".into(),
             source: "rtsp://admin:s3cret@127.0.0.1:554/stream".into(),
+            gop_cache_bytes: 0,
         };
         let shown = format!("{camera:?}");
         assert!(!shown.contains("s3cret"), "{shown}");

@@ -30,6 +30,10 @@ pub struct Metrics {
     pub egress_dropped: IntCounterVec,
     /// `straja_keyframe_requests_total{camera}`: keyframe requests sent upstream.
     pub keyframe_requests: IntCounterVec,
+    /// `straja_gop_cache_bytes{camera}`: bytes of the camera's current GOP held for new viewers.
+    pub gop_cache_bytes: IntGaugeVec,
+    /// `straja_gop_cache_replays_total{camera}`: viewers started from the cached GOP.
+    pub gop_cache_replays: IntCounterVec,
     /// `straja_http_requests_total{route,code}`.
     pub http_requests: IntCounterVec,
     /// `straja_whep_answer_seconds`: time from a WHEP offer's arrival to its answer.
@@ -102,12 +106,25 @@ impl Metrics {
             ),
             egress_dropped: counter(
                 "straja_egress_dropped_packets_total",
-                "RTP packets dropped because a viewer's queue was full.",
+                "RTP packets the fan-out dropped because a viewer's or egress shard's queue was full.",
                 &["camera"],
             ),
             keyframe_requests: counter(
                 "straja_keyframe_requests_total",
                 "Keyframe requests sent to the camera's pipeline.",
+                &["camera"],
+            ),
+            gop_cache_bytes: IntGaugeVec::new(
+                Opts::new(
+                    "straja_gop_cache_bytes",
+                    "Bytes of the camera's current GOP held to start new viewers at once.",
+                ),
+                &["camera"],
+            )
+            .expect("valid metric"),
+            gop_cache_replays: counter(
+                "straja_gop_cache_replays_total",
+                "Viewers started from the camera's cached GOP instead of waiting for a keyframe.",
                 &["camera"],
             ),
             http_requests: counter(
@@ -147,7 +164,7 @@ impl Metrics {
             .expect("valid metric"),
             registry,
         };
-        let families: [Box<dyn prometheus::core::Collector>; 16] = [
+        let families: [Box<dyn prometheus::core::Collector>; 18] = [
             Box::new(build_info),
             Box::new(metrics.camera_up.clone()),
             Box::new(metrics.ingest_packets.clone()),
@@ -158,6 +175,8 @@ impl Metrics {
             Box::new(metrics.egress_bytes.clone()),
             Box::new(metrics.egress_dropped.clone()),
             Box::new(metrics.keyframe_requests.clone()),
+            Box::new(metrics.gop_cache_bytes.clone()),
+            Box::new(metrics.gop_cache_replays.clone()),
             Box::new(metrics.http_requests.clone()),
             Box::new(metrics.whep_answer_seconds.clone()),
             Box::new(metrics.udp_unmatched.clone()),
@@ -201,6 +220,8 @@ impl Metrics {
             egress_bytes: self.egress_bytes.with_label_values(l),
             egress_dropped: self.egress_dropped.with_label_values(l),
             keyframe_requests: self.keyframe_requests.with_label_values(l),
+            gop_cache_bytes: self.gop_cache_bytes.with_label_values(l),
+            gop_cache_replays: self.gop_cache_replays.with_label_values(l),
         }
     }
 
@@ -239,6 +260,10 @@ pub struct CameraMetrics {
     pub egress_dropped: IntCounter,
     /// `straja_keyframe_requests_total{camera}`.
     pub keyframe_requests: IntCounter,
+    /// `straja_gop_cache_bytes{camera}`.
+    pub gop_cache_bytes: IntGauge,
+    /// `straja_gop_cache_replays_total{camera}`.
+    pub gop_cache_replays: IntCounter,
 }
 
 #[cfg(test)]

@@ -266,7 +266,7 @@ impl RunningGateway {
             }
         })
         .await;
-        // Give the session tasks a moment to send DTLS close_notify before the runtime ends.
+        // Give the egress shards a moment to send DTLS close_notify before the runtime ends.
         tokio::time::sleep(Duration::from_millis(50)).await;
         tracing::info!("stopped");
     }

@@ -73,10 +73,12 @@ pub const GATE_AND_YARD: [TestCamera<'static>; 2] = [
     TestCamera {
         id: "gate",
         source: "test://ball?width=160&height=120",
+        settings: "",
     },
     TestCamera {
         id: "yard",
         source: "test://smpte?width=160&height=120",
+        settings: "",
     },
 ];
 
@@ -122,6 +124,8 @@ pub struct TestCamera<'a> {
     pub id: &'a str,
     /// Source URL.
     pub source: &'a str,
+    /// More keys of its `[[cameras]]` table, as TOML lines (e.g. `gop_cache_bytes = 0`).
+    pub settings: &'a str,
 }
 
 impl GatewayUnderTest {
@@ -166,8 +170,8 @@ udp_listen = "127.0.0.1:0"
         toml.push('\n');
         for camera in cameras {
             toml.push_str(&format!(
-                "[[cameras]]\nid = \"{}\"\nname = \"Camera {}\"\nsource = \"{}\"\n",
-                camera.id, camera.id, camera.source
+                "[[cameras]]\nid = \"{}\"\nname = \"Camera {}\"\nsource = \"{}\"\n{}\n",
+                camera.id, camera.id, camera.source, camera.settings
             ));
         }
         let config_file = state_dir.path().join("straja.toml");

@@ -19,6 +19,9 @@ use webrtc::peer_connection::{
     RTCPeerConnectionState,
 };
 
+/// How many frames' timestamps a [`Reception`] keeps.
+pub const KEPT_FRAME_TIMESTAMPS: usize = 300;
+
 /// What the viewer has seen so far.
 #[derive(Debug, Default, Clone)]
 pub struct Reception {
@@ -36,10 +39,10 @@ pub struct Reception {
     pub first_frame_at: Option<Instant>,
     /// Connection state changes, in order.
     pub states: Vec<String>,
-    /// When the connection reached `connected`.
-    pub connected_at: Option<Instant>,
     /// When the first RTP packet arrived.
     pub first_packet_at: Option<Instant>,
+    /// RTP timestamps of the first complete frames (up to [`KEPT_FRAME_TIMESTAMPS`]).
+    pub frame_timestamps: Vec<u32>,
     current_timestamp: Option<u32>,
     current_has_keyframe: bool,
     current_broken: bool,
@@ -72,6 +75,9 @@ impl Reception {
             } else {
                 self.complete_frames += 1;
                 self.keyframes += u64::from(self.current_has_keyframe);
+                if self.frame_timestamps.len() < KEPT_FRAME_TIMESTAMPS {
+                    self.frame_timestamps.push(timestamp);
+                }
                 if self.first_frame_was_keyframe.is_none() {
                     self.first_frame_was_keyframe = Some(self.current_has_keyframe);
                     self.first_frame_at = Some(Instant::now());

@@ -15,6 +15,7 @@ use bytes::Bytes;
 use straja_pipelines::PacketSink;
 use tokio::sync::mpsc;
 
+use super::gop_cache::{DEFAULT_GOP_CACHE_BYTES, GopCache};
 use super::h264;
 use super::media_packet::MediaPacket;
 use super::rtp_header::RtpHeader;
@@ -73,12 +74,25 @@ pub struct CameraFeed {
     last_keyframe_request: AtomicU64,
     /// Milliseconds since `created` of the last keyframe seen, plus one (0: never).
     last_keyframe: AtomicU64,
+    /// The current GOP, for viewers to start from.
+    gop: GopCache,
+    /// Set once the GOP outgrew the cache's bound (logged once).
+    gop_overflow_logged: AtomicBool,
     metrics: CameraMetrics,
 }
 
 impl CameraFeed {
-    /// A feed with no viewers.
+    /// A feed with no viewers and a GOP cache of the default size.
     pub fn new(id: &str, metrics: CameraMetrics) -> Arc<CameraFeed> {
+        Self::with_gop_cache(id, metrics, DEFAULT_GOP_CACHE_BYTES)
+    }
+
+    /// A feed with no viewers whose GOP cache holds at most `gop_cache_bytes` (0: no cache).
+    pub fn with_gop_cache(
+        id: &str,
+        metrics: CameraMetrics,
+        gop_cache_bytes: usize,
+    ) -> Arc<CameraFeed> {
         Arc::new(CameraFeed {
             id: Arc::from(id),
             subscribers: ArcSwap::from_pointee(Vec::new()),
@@ -87,6 +101,8 @@ impl CameraFeed {
             created: Instant::now(),
             last_keyframe_request: AtomicU64::new(0),
             last_keyframe: AtomicU64::new(0),
+            gop: GopCache::new(gop_cache_bytes),
+            gop_overflow_logged: AtomicBool::new(false),
             metrics,
         })
     }
@@ -202,12 +218,35 @@ impl CameraFeed {
             arrived: Instant::now(),
             data,
         };
+        if self.gop.enabled() {
+            self.cache(&packet);
+        }
         let subscribers = self.subscribers.load();
         for subscriber in subscribers.iter() {
             if !subscriber.sink.offer(&packet) {
                 self.metrics.egress_dropped.inc();
             }
         }
+    }
+
+    fn cache(&self, packet: &MediaPacket) {
+        let update = self.gop.push(packet);
+        self.metrics.gop_cache_bytes.set(update.bytes as i64);
+        if update.overflowed && !self.gop_overflow_logged.swap(true, Ordering::Relaxed) {
+            tracing::warn!(
+                camera = %self.id,
+                "the camera's GOP is larger than gop_cache_bytes: new viewers wait for its next \
+                 keyframe; raise gop_cache_bytes or shorten the camera's GOP"
+            );
+        }
+    }
+
+    /// The camera's current GOP (from its last keyframe, in sequence), if one is cached and the
+    /// camera is live: a new viewer is started from it. Counted as a replay.
+    pub fn cached_gop(&self) -> Option<Vec<MediaPacket>> {
+        let packets = self.gop.snapshot(Instant::now())?;
+        self.metrics.gop_cache_replays.inc();
+        Some(packets)
     }
 }
 

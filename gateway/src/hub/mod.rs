@@ -1,8 +1,10 @@
 //! The media hub: per camera, a feed that fans the pipeline's RTP packets out to viewers through
-//! bounded queues (a viewer's own, or an egress shard's shared by its viewers). It knows neither GStreamer nor WebRTC: packets in as `Bytes`, packets out as
+//! bounded queues (a viewer's own, or an egress shard's shared by its viewers), and keeps the
+//! camera's current GOP so that new viewers start at once. It knows neither GStreamer nor WebRTC: packets in as `Bytes`, packets out as
 //! [`MediaPacket`]s.
 
 pub mod feed;
+pub mod gop_cache;
 pub mod h264;
 pub mod media_packet;
 pub mod rtp_header;

@@ -2,8 +2,9 @@
 //! datagrams from the shared media port, packets from the camera's feed, and its timers. It does
 //! no I/O itself: what it has to send is taken with [`ViewerSession::poll_transmit`].
 //!
-//! A viewer starts (and, after packets were dropped for it, resumes) at a keyframe, with sequence
-//! numbers kept gap-free by the rewriter. The session ends on close request, ICE/DTLS failure, the
+//! A viewer starts from the camera's cached GOP when there is one (see [`ViewerSession::forward`]
+//! and `replay_gop`), otherwise, like a viewer that resumes after packets were dropped for it, at the
+//! camera's next keyframe; sequence numbers are kept gap-free by the rewriter. The session ends on close request, ICE/DTLS failure, the
 //! browser closing, or no connection within [`CONNECT_TIMEOUT`].
 
 use std::sync::Arc;
@@ -28,6 +29,10 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 const MAX_IDLE: Duration = Duration::from_secs(1);
 /// Most immediate ticks after events in one go (each may produce more events).
 const MAX_EVENT_TICKS: usize = 8;
+/// Media-time spacing (90 kHz ticks, 1 ms) given to the frames of a replayed GOP, whatever their
+/// spacing at the camera: the browser decodes the replay as a catch-up burst and shows live video
+/// right after it, instead of playing the GOP at its own pace and staying behind live by its age.
+const REPLAY_FRAME_SPACING: u32 = 90;
 
 /// Why a session ended (for logs; bounded set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,6 +63,9 @@ pub struct ViewerSession {
     connected: bool,
     ever_connected: bool,
     waiting_for_keyframe: bool,
+    /// The camera sequence number of the last packet replayed from the GOP cache: queued packets up
+    /// to it were sent already.
+    replayed_through: Option<u16>,
     started: Instant,
 }
 
@@ -77,6 +85,7 @@ impl ViewerSession {
             connected: false,
             ever_connected: false,
             waiting_for_keyframe: true,
+            replayed_through: None,
             started: Instant::now(),
         }
     }
@@ -135,6 +144,15 @@ impl ViewerSession {
         if !self.connected {
             return Forwarded::Skipped;
         }
+        if let Some(last) = self.replayed_through {
+            // The GOP was copied while this packet and older ones were queued for the shard.
+            if packet.header.sequence.wrapping_sub(last) > u16::MAX / 2
+                || packet.header.sequence == last
+            {
+                return Forwarded::Skipped;
+            }
+            self.replayed_through = None;
+        }
         if resume && !self.waiting_for_keyframe {
             self.waiting_for_keyframe = true;
             self.feed.request_keyframe();
@@ -146,9 +164,12 @@ impl ViewerSession {
             self.waiting_for_keyframe = false;
             self.rewriter.resume();
         }
-        let out = self
-            .rewriter
-            .rewrite(packet.header.sequence, packet.header.timestamp);
+        self.send(packet, packet.header.timestamp, now)
+    }
+
+    /// Sends one camera packet with `timestamp` (camera time) in place of its own.
+    fn send(&mut self, packet: &MediaPacket, timestamp: u32, now: Instant) -> Forwarded {
+        let out = self.rewriter.rewrite(packet.header.sequence, timestamp);
         let rtp_packet = rtp::Packet {
             header: rtp::header::Header {
                 version: 2,
@@ -174,10 +195,12 @@ impl ViewerSession {
     }
 
     /// Drains the connection's events; ticks it right after events, since `rtc` hands some output
-    /// (the DTLS ClientHello once ICE has selected a pair) to `poll_write` only on a timer tick —
-    /// ticking now rather than at the next deadline saves ~200 ms per connection.
+    /// to `poll_write` only on a timer tick — ticking now rather than at the next deadline saves
+    /// up to a second per connection. Until the viewer has connected, it also ticks once when no
+    /// public event came: the DTLS ClientHello follows an internal one (ICE selecting a pair),
+    /// and the handshake's own retransmission timer would hold it back for a second.
     fn pump_events(&mut self) -> Option<EndReason> {
-        for _ in 0..MAX_EVENT_TICKS {
+        for tick in 0..MAX_EVENT_TICKS {
             let mut seen = false;
             while let Some(event) = self.peer.poll_event() {
                 seen = true;
@@ -186,9 +209,17 @@ impl ViewerSession {
                     match connection {
                         RTCPeerConnectionState::Connected => {
                             self.connected = true;
+                            let first_connection = !self.ever_connected;
                             self.ever_connected = true;
-                            self.waiting_for_keyframe = true;
-                            self.feed.request_keyframe();
+                            // A viewer back from a disconnection has shown newer pictures than
+                            // the cached GOP's first: it waits for a keyframe.
+                            match first_connection.then(|| self.feed.cached_gop()).flatten() {
+                                Some(gop) => self.replay_gop(&gop, Instant::now()),
+                                None => {
+                                    self.waiting_for_keyframe = true;
+                                    self.feed.request_keyframe();
+                                }
+                            }
                         }
                         // Nothing heard from the viewer for a while: stop sending until it is back
                         // (it then resumes at a fresh keyframe) or the connection fails.
@@ -201,13 +232,51 @@ impl ViewerSession {
                     }
                 }
             }
-            if !seen {
+            if !seen && (self.ever_connected || tick > 0) {
                 return None;
             }
             let _ = self.peer.handle_timeout(Instant::now());
             self.handle_reads();
         }
         None
+    }
+
+    /// Starts the viewer from the camera's cached GOP (`gop` begins with a keyframe). Frame `i` of
+    /// the `n` gets the timestamp of the newest frame minus `(n - 1 - i)` spacings of
+    /// [`REPLAY_FRAME_SPACING`]: the newest keeps its place in media time, so live frames follow
+    /// it at the camera's own pace, and the older ones are squeezed into the milliseconds before
+    /// it. The browser decodes the keyframe at once, runs through the rest as fast as it decodes,
+    /// and is then at live: no lag behind live, and a fast-forward no longer than the decoding.
+    fn replay_gop(&mut self, gop: &[MediaPacket], now: Instant) {
+        let (Some(first), Some(newest)) = (gop.first(), gop.last()) else {
+            return;
+        };
+        // Frames after the current one, counted by timestamp changes.
+        let mut behind = gop
+            .windows(2)
+            .filter(|pair| pair[0].header.timestamp != pair[1].header.timestamp)
+            .count() as u32;
+        let mut frame_timestamp = first.header.timestamp;
+        let (mut sent, mut bytes) = (0u64, 0u64);
+        for packet in gop {
+            if packet.header.timestamp != frame_timestamp {
+                frame_timestamp = packet.header.timestamp;
+                behind = behind.saturating_sub(1);
+            }
+            let timestamp = newest
+                .header
+                .timestamp
+                .wrapping_sub(behind.wrapping_mul(REPLAY_FRAME_SPACING));
+            if self.send(packet, timestamp, now) == Forwarded::Sent {
+                sent += 1;
+                bytes += packet.data.len() as u64;
+            }
+        }
+        let metrics = self.feed.metrics();
+        metrics.egress_packets.inc_by(sent);
+        metrics.egress_bytes.inc_by(bytes);
+        self.waiting_for_keyframe = false;
+        self.replayed_through = Some(newest.header.sequence);
     }
 
     fn handle_reads(&mut self) {
