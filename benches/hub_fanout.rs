@@ -81,6 +81,7 @@ fn media_packet(sequence: u16, keyframe_start: bool) -> MediaPacket {
         data,
         keyframe_start,
         arrived: Instant::now(),
+        epoch: 0,
     }
 }
 

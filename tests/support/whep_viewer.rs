@@ -31,6 +31,8 @@ pub struct Reception {
     pub complete_frames: u64,
     /// Frames with a sequence gap inside.
     pub broken_frames: u64,
+    /// Packets whose sequence number did not follow the previous one's.
+    pub sequence_gaps: u64,
     /// Complete keyframes (SPS or IDR inside).
     pub keyframes: u64,
     /// Whether the first complete frame was a keyframe (SPS or IDR inside).
@@ -57,6 +59,7 @@ impl Reception {
             .last_sequence
             .is_some_and(|last| sequence != last.wrapping_add(1));
         self.last_sequence = Some(sequence);
+        self.sequence_gaps += u64::from(gap);
         if self.current_timestamp != Some(timestamp) {
             // A new frame starts; an unfinished previous one counts as broken.
             if self.current_timestamp.is_some() {

@@ -6,7 +6,7 @@
 //! shard's, which serves all of its viewers of this camera from one queue
 //! ([`CameraFeed::attach`]), so the fan-out costs one enqueue per shard, not per viewer.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -74,6 +74,10 @@ pub struct CameraFeed {
     last_keyframe_request: AtomicU64,
     /// Milliseconds since `created` of the last keyframe seen, plus one (0: never).
     last_keyframe: AtomicU64,
+    /// The SSRC of the camera stream's last packet (`u64::MAX` before the first).
+    ssrc: AtomicU64,
+    /// Times the stream came back with a new SSRC (see [`MediaPacket::epoch`]).
+    epoch: AtomicU32,
     /// The current GOP, for viewers to start from.
     gop: GopCache,
     /// Set once the GOP outgrew the cache's bound (logged once).
@@ -101,6 +105,8 @@ impl CameraFeed {
             created: Instant::now(),
             last_keyframe_request: AtomicU64::new(0),
             last_keyframe: AtomicU64::new(0),
+            ssrc: AtomicU64::new(u64::MAX),
+            epoch: AtomicU32::new(0),
             gop: GopCache::new(gop_cache_bytes),
             gop_overflow_logged: AtomicBool::new(false),
             metrics,
@@ -212,11 +218,20 @@ impl CameraFeed {
         if keyframe_start {
             self.last_keyframe.store(self.now_ms(), Ordering::Relaxed);
         }
+        let previous = self.ssrc.swap(u64::from(header.ssrc), Ordering::Relaxed);
+        let epoch = if previous != u64::from(header.ssrc) && previous != u64::MAX {
+            let epoch = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
+            tracing::info!(camera = %self.id, epoch, "the camera's stream restarted; viewers continue at its next keyframe");
+            epoch
+        } else {
+            self.epoch.load(Ordering::Relaxed)
+        };
         let packet = MediaPacket {
             keyframe_start,
             header,
             arrived: Instant::now(),
             data,
+            epoch,
         };
         if self.gop.enabled() {
             self.cache(&packet);
@@ -374,6 +389,25 @@ mod tests {
         assert!(sub.try_recv().unwrap().keyframe_start);
         assert!(!sub.try_recv().unwrap().keyframe_start);
         assert!(sub.try_recv().is_none());
+    }
+
+    #[test]
+    fn a_new_ssrc_starts_a_new_epoch() {
+        let feed = feed();
+        let mut sub = feed.subscribe();
+        let with_ssrc = |seq: u16, ssrc: u8| {
+            let mut p = rtp(seq, &[0x41]).to_vec();
+            p[11] = ssrc;
+            Bytes::from(p)
+        };
+        feed.publish(with_ssrc(1, 7));
+        feed.publish(with_ssrc(2, 7));
+        feed.publish(with_ssrc(900, 8)); // the pipeline was rebuilt
+        feed.publish(with_ssrc(901, 8));
+        let epochs: Vec<u32> = std::iter::from_fn(|| sub.try_recv())
+            .map(|p| p.epoch)
+            .collect();
+        assert_eq!(epochs, [0, 0, 1, 1]);
     }
 
     struct CountingSource(AtomicUsize);

@@ -138,6 +138,7 @@ mod tests {
             data,
             keyframe_start,
             arrived: Instant::now(),
+            epoch: 0,
         }
     }
 

@@ -18,6 +18,10 @@ pub struct MediaPacket {
     pub keyframe_start: bool,
     /// When the hub received it (for latency figures).
     pub arrived: Instant,
+    /// The camera stream's restart count: it goes up when the stream comes back with a new SSRC
+    /// (the camera's pipeline rebuilt after a failure), and sequence numbers and timestamps jump
+    /// between epochs.
+    pub epoch: u32,
 }
 
 impl MediaPacket {

@@ -2,6 +2,8 @@
 //! numbers and timestamps that start at random values and stay continuous when the viewer skips
 //! packets (joining, or resuming at a keyframe after its queue overflowed). `write_rtp` silently
 //! drops packets whose SSRC or payload type do not match the negotiation, so this is not optional.
+//! When the camera's stream restarts (new sequence and timestamp bases), [`RtpRewriter::rebase`]
+//! keeps both continuous for the viewer.
 
 /// Rewrites one camera stream's RTP headers for one viewer.
 #[derive(Debug, Clone)]
@@ -14,7 +16,12 @@ pub struct RtpRewriter {
     timestamp_offset: Option<u32>,
     first_timestamp: u32,
     last_sequence: Option<u16>,
+    /// The viewer's timestamp of the last packet rewritten.
+    last_timestamp: Option<u32>,
     resuming: bool,
+    /// Set by [`RtpRewriter::rebase`]: the next packet's timestamp is this many ticks after the
+    /// last one, and the offset is recomputed from it.
+    rebase_after: Option<u32>,
 }
 
 /// The rewritten header fields of one packet.
@@ -41,7 +48,20 @@ impl RtpRewriter {
             timestamp_offset: None,
             first_timestamp,
             last_sequence: first_sequence.checked_sub(1).or(Some(u16::MAX)),
+            last_timestamp: None,
             resuming: true,
+            rebase_after: None,
+        }
+    }
+
+    /// The camera's stream restarted with new sequence and timestamp bases: the next packet
+    /// follows the last one sent without a sequence gap, and its timestamp comes `elapsed_ticks`
+    /// (the wall time between them, in the clock rate) after the last one's, so media time keeps
+    /// flowing at the pace of real time.
+    pub fn rebase(&mut self, elapsed_ticks: u32) {
+        self.resuming = true;
+        if self.last_timestamp.is_some() {
+            self.rebase_after = Some(elapsed_ticks.max(1));
         }
     }
 
@@ -58,6 +78,9 @@ impl RtpRewriter {
             self.sequence_offset = next.wrapping_sub(sequence);
             self.resuming = false;
         }
+        if let (Some(after), Some(last)) = (self.rebase_after.take(), self.last_timestamp) {
+            self.timestamp_offset = Some(last.wrapping_add(after).wrapping_sub(timestamp));
+        }
         let timestamp_offset = *self
             .timestamp_offset
             .get_or_insert(self.first_timestamp.wrapping_sub(timestamp));
@@ -67,11 +90,17 @@ impl RtpRewriter {
             Some(last) if out.wrapping_sub(last) > u16::MAX / 2 => last,
             _ => out,
         });
+        let timestamp = timestamp.wrapping_add(timestamp_offset);
+        self.last_timestamp = Some(match self.last_timestamp {
+            // Keep the newest timestamp sent, as for sequence numbers.
+            Some(last) if timestamp.wrapping_sub(last) > u32::MAX / 2 => last,
+            _ => timestamp,
+        });
         Rewritten {
             ssrc: self.ssrc,
             payload_type: self.payload_type,
             sequence: out,
-            timestamp: timestamp.wrapping_add(timestamp_offset),
+            timestamp,
         }
     }
 }
@@ -114,6 +143,28 @@ mod tests {
         r.rewrite(11, 0); // late
         r.resume();
         assert_eq!(r.rewrite(100, 0).sequence, 3);
+    }
+
+    #[test]
+    fn rebase_keeps_sequence_and_media_time_continuous_across_a_restart() {
+        let mut r = RtpRewriter::new(1, 96, 100, 50_000);
+        r.rewrite(10, 1_000_000);
+        let before = r.rewrite(11, 1_003_000);
+        r.rebase(180_000); // 2 s without packets
+        let after = r.rewrite(40_000, 7); // new random bases
+        assert_eq!(after.sequence, before.sequence.wrapping_add(1));
+        assert_eq!(after.timestamp, before.timestamp.wrapping_add(180_000));
+        let next = r.rewrite(40_001, 3007);
+        assert_eq!(next.sequence, after.sequence.wrapping_add(1));
+        assert_eq!(next.timestamp, after.timestamp.wrapping_add(3000));
+    }
+
+    #[test]
+    fn rebase_before_anything_was_sent_starts_normally() {
+        let mut r = RtpRewriter::new(1, 96, 100, 50_000);
+        r.rebase(90_000);
+        let first = r.rewrite(5, 123);
+        assert_eq!((first.sequence, first.timestamp), (100, 50_000));
     }
 
     #[test]

@@ -33,6 +33,8 @@ const MAX_EVENT_TICKS: usize = 8;
 /// spacing at the camera: the browser decodes the replay as a catch-up burst and shows live video
 /// right after it, instead of playing the GOP at its own pace and staying behind live by its age.
 const REPLAY_FRAME_SPACING: u32 = 90;
+/// RTP clock rate of video (H.264).
+const VIDEO_CLOCK_RATE: u32 = 90_000;
 
 /// Why a session ended (for logs; bounded set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,6 +68,8 @@ pub struct ViewerSession {
     /// The camera sequence number of the last packet replayed from the GOP cache: queued packets up
     /// to it were sent already.
     replayed_through: Option<u16>,
+    /// The camera stream's epoch of the last packet sent, and when it was sent.
+    last_sent: Option<(u32, Instant)>,
     started: Instant,
 }
 
@@ -86,6 +90,7 @@ impl ViewerSession {
             ever_connected: false,
             waiting_for_keyframe: true,
             replayed_through: None,
+            last_sent: None,
             started: Instant::now(),
         }
     }
@@ -144,6 +149,20 @@ impl ViewerSession {
         if !self.connected {
             return Forwarded::Skipped;
         }
+        if let Some((epoch, sent_at)) = self.last_sent
+            && epoch != packet.epoch
+        {
+            // The camera's stream restarted: continue at its next keyframe with sequence numbers
+            // and timestamps that carry on from the last packet sent.
+            let elapsed = now.saturating_duration_since(sent_at);
+            let ticks = (elapsed.as_micros() * u128::from(VIDEO_CLOCK_RATE) / 1_000_000)
+                .min(u128::from(u32::MAX / 4)) as u32;
+            self.rewriter.rebase(ticks);
+            self.last_sent = Some((packet.epoch, sent_at));
+            self.replayed_through = None;
+            self.waiting_for_keyframe = true;
+            self.feed.request_keyframe();
+        }
         if let Some(last) = self.replayed_through {
             // The GOP was copied while this packet and older ones were queued for the shard.
             if packet.header.sequence.wrapping_sub(last) > u16::MAX / 2
@@ -169,6 +188,7 @@ impl ViewerSession {
 
     /// Sends one camera packet with `timestamp` (camera time) in place of its own.
     fn send(&mut self, packet: &MediaPacket, timestamp: u32, now: Instant) -> Forwarded {
+        self.last_sent = Some((packet.epoch, now));
         let out = self.rewriter.rewrite(packet.header.sequence, timestamp);
         let rtp_packet = rtp::Packet {
             header: rtp::header::Header {
