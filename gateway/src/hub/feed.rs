@@ -221,7 +221,11 @@ impl CameraFeed {
         let previous = self.ssrc.swap(u64::from(header.ssrc), Ordering::Relaxed);
         let epoch = if previous != u64::from(header.ssrc) && previous != u64::MAX {
             let epoch = self.epoch.fetch_add(1, Ordering::Relaxed) + 1;
-            tracing::info!(camera = %self.id, epoch, "the camera's stream restarted; viewers continue at its next keyframe");
+            tracing::info!(
+                camera = %self.id,
+                epoch,
+                "the camera's stream restarted; viewers continue at its next keyframe"
+            );
             epoch
         } else {
             self.epoch.load(Ordering::Relaxed)

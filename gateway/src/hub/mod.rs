@@ -1,7 +1,7 @@
 //! The media hub: per camera, a feed that fans the pipeline's RTP packets out to viewers through
 //! bounded queues (a viewer's own, or an egress shard's shared by its viewers), and keeps the
-//! camera's current GOP so that new viewers start at once. It knows neither GStreamer nor WebRTC: packets in as `Bytes`, packets out as
-//! [`MediaPacket`]s.
+//! camera's current GOP so that new viewers start at once. It knows neither GStreamer nor WebRTC:
+//! packets in as `Bytes`, packets out as [`MediaPacket`]s.
 
 pub mod feed;
 pub mod gop_cache;

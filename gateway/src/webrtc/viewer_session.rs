@@ -2,10 +2,11 @@
 //! datagrams from the shared media port, packets from the camera's feed, and its timers. It does
 //! no I/O itself: what it has to send is taken with [`ViewerSession::poll_transmit`].
 //!
-//! A viewer starts from the camera's cached GOP when there is one (see [`ViewerSession::forward`]
-//! and `replay_gop`), otherwise, like a viewer that resumes after packets were dropped for it, at the
-//! camera's next keyframe; sequence numbers are kept gap-free by the rewriter. The session ends on close request, ICE/DTLS failure, the
-//! browser closing, or no connection within [`CONNECT_TIMEOUT`].
+//! A viewer starts from the camera's cached GOP when there is one (`replay_gop`), otherwise, like
+//! a viewer that resumes after packets were dropped for it or after the camera's stream restarted,
+//! at the camera's next keyframe; sequence numbers and timestamps are kept continuous by the
+//! rewriter. The session ends on close request, ICE/DTLS failure, the browser closing, or no
+//! connection within [`CONNECT_TIMEOUT`].
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -215,12 +216,10 @@ impl ViewerSession {
     }
 
     /// Drains the connection's events; ticks it right after events, since `rtc` hands some output
-    /// to `poll_write` only on a timer tick — ticking now rather than at the next deadline saves
-    /// up to a second per connection. Until the viewer has connected, it also ticks once when no
-    /// public event came: the DTLS ClientHello follows an internal one (ICE selecting a pair),
-    /// and the handshake's own retransmission timer would hold it back for a second.
+    /// (the DTLS ClientHello once ICE has selected a pair) to `poll_write` only on a timer tick —
+    /// ticking now rather than at the next deadline saves ~200 ms per connection.
     fn pump_events(&mut self) -> Option<EndReason> {
-        for tick in 0..MAX_EVENT_TICKS {
+        for _ in 0..MAX_EVENT_TICKS {
             let mut seen = false;
             while let Some(event) = self.peer.poll_event() {
                 seen = true;
@@ -252,7 +251,7 @@ impl ViewerSession {
                     }
                 }
             }
-            if !seen && (self.ever_connected || tick > 0) {
+            if !seen {
                 return None;
             }
             let _ = self.peer.handle_timeout(Instant::now());
