@@ -69,6 +69,8 @@ use straja_gateway::webrtc::keyframe_feedback::{KeyframeFeedback, is_keyframe_re
 
 #[path = "support/counting_allocator.rs"]
 mod counting_allocator;
+#[path = "support/short_criterion.rs"]
+mod short_criterion;
 
 /// The gateway's media SSRC (the viewer reports on it) and the viewer's own.
 const MEDIA_SSRC: u32 = 0x1234_5678;
@@ -548,18 +550,9 @@ fn allocation_summary() {
     }
 }
 
-/// 1 s of warm-up and 3 s of measurement per case (criterion's default is 3 + 5 s): the full run
-/// stays within a few minutes on a shared machine, and quick mode (which stops after at most the
-/// measurement time) within ~30 s. Command-line options override both.
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = short_criterion::config();
     targets = unmarshal_bench, srtcp_receive, chain_bench, request_keyframe, end_to_end
 }
 

@@ -35,6 +35,8 @@ use rtc::srtp::protection_profile::ProtectionProfile;
 
 #[path = "support/counting_allocator.rs"]
 mod counting_allocator;
+#[path = "support/short_criterion.rs"]
+mod short_criterion;
 
 /// The profiles `rtc` offers in DTLS-SRTP, in its order of preference.
 const PROFILES: [(&str, ProtectionProfile); 4] = [
@@ -222,18 +224,9 @@ fn ring_reference(c: &mut Criterion) {
     group.finish();
 }
 
-/// 1 s of warm-up and 3 s of measurement per case (criterion's default is 3 + 5 s): the full run
-/// stays within a few minutes on a shared machine, and quick mode (which stops after at most the
-/// measurement time) within ~30 s. Command-line options override both.
-fn config() -> Criterion {
-    Criterion::default()
-        .warm_up_time(Duration::from_secs(1))
-        .measurement_time(Duration::from_secs(3))
-}
-
 criterion_group! {
     name = benches;
-    config = config();
+    config = short_criterion::config();
     targets = protect, unprotect, rtc_send_path, ring_reference
 }
 

@@ -91,6 +91,13 @@ async fn chromium(gateway: &GatewayUnderTest, camera: &str, tries: usize) -> Vec
     samples
 }
 
+/// The cameras measured: (what the summary calls it, camera id).
+const CAMERAS: [(&str, &str); 3] = [
+    ("RTSP camera, GOP cache", "rtsp"),
+    ("RTSP camera, no cache", "rtsp-no-cache"),
+    ("test camera (keyframe on request)", "pattern"),
+];
+
 /// A pause of 100-2100 ms, so that each try lands at a random point of the camera's 2 s GOP (a
 /// fixed pause locks the tries to one phase of the GOP and measures that phase only).
 async fn random_pause() {
@@ -128,21 +135,13 @@ async fn main() {
     gateway.wait_until_ready(Duration::from_secs(20)).await;
 
     println!("time to first frame, 720p30 H.264 2 Mbit/s, camera GOP 2 s, {tries} tries each");
-    for (name, camera) in [
-        ("RTSP camera, GOP cache", "rtsp"),
-        ("RTSP camera, no cache", "rtsp-no-cache"),
-        ("test camera (keyframe on request)", "pattern"),
-    ] {
+    for (name, camera) in CAMERAS {
         summary(
             &format!("in-process viewer, {name}"),
             in_process_viewer(&gateway, camera, tries).await,
         );
     }
-    for (name, camera) in [
-        ("RTSP camera, GOP cache", "rtsp"),
-        ("RTSP camera, no cache", "rtsp-no-cache"),
-        ("test camera (keyframe on request)", "pattern"),
-    ] {
+    for (name, camera) in CAMERAS {
         summary(
             &format!("Chromium, {name}"),
             chromium(&gateway, camera, tries).await,
