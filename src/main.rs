@@ -11,6 +11,7 @@ use straja_gateway::audit::{Action, AuditEvent, AuditLog, Outcome};
 use straja_gateway::auth::{Role, TokenAuthority};
 use straja_gateway::config::Config;
 
+mod recordings_cli;
 mod user_admin;
 
 /// Straja edge gateway: cameras and consultations to browsers over WebRTC.
@@ -53,6 +54,11 @@ enum Command {
     User {
         #[command(subcommand)]
         command: UserCommand,
+    },
+    /// Recorded video: list segments, export a time range to one MP4.
+    Recordings {
+        #[command(subcommand)]
+        command: recordings_cli::RecordingsCommand,
     },
 }
 
@@ -232,6 +238,16 @@ fn main() -> ExitCode {
             }
             Err(e) => {
                 eprintln!("straja user: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Recordings { command } => match recordings_cli::run(command, load_or_demo) {
+            Ok(message) => {
+                println!("{message}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("straja recordings: {e:#}");
                 ExitCode::from(2)
             }
         },

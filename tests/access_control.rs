@@ -70,6 +70,15 @@ fn expected(method: &str, path: &str, caller: &str) -> Expect {
             "ops" | "security-gate" | "security-yard" => Ok,
             _ => Forbidden,
         },
+        // Ops see which recordings exist; only staff with the camera see footage.
+        ("GET", "/api/v1/cameras/{id}/recordings") => match caller {
+            "ops" | "security-gate" => Ok,
+            _ => Forbidden,
+        },
+        ("GET", "/api/v1/recordings/{segment}") => match caller {
+            "security-gate" => Ok,
+            _ => Forbidden,
+        },
         _ => panic!("no expectation for {method} {path}: add it to this test"),
     }
 }
@@ -140,7 +149,8 @@ async fn every_route_answers_every_role_as_the_policy_says() {
         let concrete = case
             .path
             .replace("{id}", "gate")
-            .replace("{sid}", "00000000000000000000000000000000");
+            .replace("{sid}", "00000000000000000000000000000000")
+            .replace("{segment}", "gate.1000");
         let request = match case.method {
             "GET" => client.get(gateway.url(&concrete)),
             "POST" => client

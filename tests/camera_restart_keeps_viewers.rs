@@ -2,6 +2,7 @@
 //! port) does not cost its viewers their sessions: the gateway rebuilds its pipeline, and the same
 //! WebRTC session gets frames again, with sequence numbers that carry on without a gap and
 //! timestamps that carry on by the time the camera was away (the new stream has new bases).
+//! `straja_camera_up` follows the camera down and up again, and the reconnects are counted.
 
 mod support;
 
@@ -59,10 +60,35 @@ async fn a_viewer_keeps_its_session_across_a_camera_restart() {
         "the camera's loss is noticed"
     );
     let away = viewer.reception().complete_frames;
+    let up = r#"straja_camera_up{camera="gate"}"#;
+    let reconnects = r#"straja_camera_reconnects_total{camera="gate"}"#;
+    // The exporter copies the state every 500 ms.
+    for _ in 0..40 {
+        if gateway.metric(up).await == Some(0.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        gateway.metric(up).await,
+        Some(0.0),
+        "camera_up follows the loss"
+    );
+    let reconnects_while_away = gateway.metric(reconnects).await.unwrap_or(0.0);
+    assert!(
+        reconnects_while_away >= 1.0,
+        "the failed pipeline is counted as a reconnect: {reconnects_while_away}"
+    );
 
     let camera = FakeRtspCamera::start_on_port(camera_options(), port).expect("camera back");
+    let back_at = std::time::Instant::now();
     // The camera sent nothing in between: media time must move on by at least this much.
     let away_ms = stopped_at.elapsed().as_millis() as u32;
+    let resumed = viewer
+        .wait_for_frames(away + 1, Duration::from_secs(20))
+        .await;
+    assert!(resumed.complete_frames > away, "video resumes");
+    let resumed_after = back_at.elapsed();
     let after = viewer
         .wait_for_frames(away + 60, Duration::from_secs(20))
         .await;
@@ -103,9 +129,25 @@ async fn a_viewer_keeps_its_session_across_a_camera_restart() {
         outage >= least,
         "the gap in media time ({outage} ticks) reflects the {away_ms} ms the camera was away"
     );
+    for _ in 0..40 {
+        if gateway.metric(up).await == Some(1.0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        gateway.metric(up).await,
+        Some(1.0),
+        "camera_up follows the return"
+    );
+    let reconnects_total = gateway.metric(reconnects).await.unwrap_or(0.0);
+    assert!(reconnects_total >= reconnects_while_away);
     println!(
-        "camera away for {:.2} s of media time; viewer got {} frames before, {} after",
+        "camera away for {:.2} s of media time; video resumed {} ms after the camera came back \
+         ({} reconnect attempts); viewer got {} frames before, {} after",
         f64::from(outage) / 90_000.0,
+        resumed_after.as_millis(),
+        reconnects_total,
         away,
         after.complete_frames - away
     );

@@ -41,6 +41,8 @@ pub struct CameraStatus {
     pub state: &'static str,
     /// Viewers now.
     pub viewers: usize,
+    /// The recorder: `off`, `waiting`, `recording`, `disk_full`, `failed` or `stopped`.
+    pub recording: &'static str,
 }
 
 impl Camera {
@@ -100,6 +102,7 @@ impl Camera {
                 None => "failed",
             },
             viewers: self.feed.subscriber_count(),
+            recording: "off",
         }
     }
 

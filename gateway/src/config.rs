@@ -44,6 +44,9 @@ pub struct Config {
     /// Tokens from an identity provider.
     #[serde(default)]
     pub auth: AuthConfig,
+    /// Where and how recordings are kept.
+    #[serde(default)]
+    pub recording: RecordingConfig,
     /// The cameras this box ingests.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
@@ -167,6 +170,40 @@ impl Default for AuditConfig {
     }
 }
 
+/// `[recording]`: where recorded segments go, and the free space recording keeps on that disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordingConfig {
+    /// The recordings' directory (absent: `<state_dir>/recordings`).
+    pub dir: Option<PathBuf>,
+    /// Recording pauses when its filesystem has less free space than this (and resumes at twice
+    /// it), so that the disk never fills up under the box's other files. Default 256 MiB.
+    #[serde(default = "RecordingConfig::default_min_free_bytes")]
+    pub min_free_bytes: u64,
+}
+
+impl RecordingConfig {
+    fn default_min_free_bytes() -> u64 {
+        256 * 1024 * 1024
+    }
+
+    /// The recordings' directory for a state directory.
+    pub fn dir_in(&self, state_dir: &Path) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(|| state_dir.join("recordings"))
+    }
+}
+
+impl Default for RecordingConfig {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            min_free_bytes: Self::default_min_free_bytes(),
+        }
+    }
+}
+
 /// `[http]`: the HTTPS listener.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -238,11 +275,33 @@ pub struct CameraConfig {
     /// viewers then wait for the camera's next keyframe).
     #[serde(default = "default_gop_cache_bytes")]
     pub gop_cache_bytes: usize,
+    /// Record the camera continuously (encrypted segmented MP4).
+    #[serde(default)]
+    pub record: bool,
+    /// Length of a recorded segment (it ends at the first keyframe after it). Default 60 s.
+    #[serde(default = "default_record_segment_seconds")]
+    pub record_segment_seconds: u64,
+    /// Delete the camera's segments this many hours after their last frame (absent: no limit).
+    pub record_retain_hours: Option<u64>,
+    /// Keep at most this many bytes of the camera's segments, deleting the oldest (absent: no
+    /// limit).
+    pub record_max_bytes: Option<u64>,
 }
 
 fn default_gop_cache_bytes() -> usize {
     crate::hub::gop_cache::DEFAULT_GOP_CACHE_BYTES
 }
+
+fn default_record_segment_seconds() -> u64 {
+    60
+}
+
+/// Bounds of `record_segment_seconds`.
+const RECORD_SEGMENT_SECONDS: std::ops::RangeInclusive<u64> = 2..=3600;
+/// Bounds of `record_retain_hours` (ten years).
+const RECORD_RETAIN_HOURS: std::ops::RangeInclusive<u64> = 1..=87_600;
+/// Smallest `record_max_bytes`.
+const MIN_RECORD_MAX_BYTES: u64 = 1024 * 1024;
 
 impl fmt::Debug for CameraConfig {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -255,6 +314,10 @@ impl fmt::Debug for CameraConfig {
             .field("name", &self.name)
             .field("source", &source)
             .field("gop_cache_bytes", &self.gop_cache_bytes)
+            .field("record", &self.record)
+            .field("record_segment_seconds", &self.record_segment_seconds)
+            .field("record_retain_hours", &self.record_retain_hours)
+            .field("record_max_bytes", &self.record_max_bytes)
             .finish()
     }
 }
@@ -494,6 +557,46 @@ impl Config {
                     ),
                 );
             }
+            if !RECORD_SEGMENT_SECONDS.contains(&camera.record_segment_seconds) {
+                problem(
+                    format!("cameras[{i}].record_segment_seconds"),
+                    format!(
+                        "{} is out of range {}..={}",
+                        camera.record_segment_seconds,
+                        RECORD_SEGMENT_SECONDS.start(),
+                        RECORD_SEGMENT_SECONDS.end()
+                    ),
+                );
+            }
+            if let Some(hours) = camera.record_retain_hours
+                && !RECORD_RETAIN_HOURS.contains(&hours)
+            {
+                problem(
+                    format!("cameras[{i}].record_retain_hours"),
+                    format!(
+                        "{hours} is out of range {}..={} (ten years)",
+                        RECORD_RETAIN_HOURS.start(),
+                        RECORD_RETAIN_HOURS.end()
+                    ),
+                );
+            }
+            if let Some(bytes) = camera.record_max_bytes
+                && bytes < MIN_RECORD_MAX_BYTES
+            {
+                problem(
+                    format!("cameras[{i}].record_max_bytes"),
+                    format!("{bytes} is too small; at least {MIN_RECORD_MAX_BYTES} (1 MiB)"),
+                );
+            }
+        }
+        if self.recording.min_free_bytes > 1 << 50 {
+            problem(
+                "recording.min_free_bytes".into(),
+                format!(
+                    "{} is out of range (at most 1 PiB)",
+                    self.recording.min_free_bytes
+                ),
+            );
         }
         problems
     }
@@ -664,6 +767,9 @@ id = "b"
 name = "C"
 source = "test://ball"
 gop_cache_bytes = 999999999999
+record_segment_seconds = 1
+record_retain_hours = 0
+record_max_bytes = 10
 [auth]
 jwks_file = "/etc/straja/idp.jwks"
 "#;
@@ -677,6 +783,9 @@ jwks_file = "/etc/straja/idp.jwks"
             "cameras[1].source",
             "cameras[2].id",
             "cameras[2].gop_cache_bytes",
+            "cameras[2].record_segment_seconds",
+            "cameras[2].record_retain_hours",
+            "cameras[2].record_max_bytes",
             "auth.issuer",
         ] {
             assert!(
@@ -693,6 +802,10 @@ jwks_file = "/etc/straja/idp.jwks"
             name: "Gate".into(),
             source: "rtsp://admin:s3cret@127.0.0.1:554/stream".into(),
             gop_cache_bytes: 0,
+            record: false,
+            record_segment_seconds: 60,
+            record_retain_hours: None,
+            record_max_bytes: None,
         };
         let shown = format!("{camera:?}");
         assert!(!shown.contains("s3cret"), "{shown}");

@@ -9,6 +9,7 @@ use crate::auth::local_login::LocalLogin;
 use crate::cameras::Camera;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::recording::Recordings;
 use crate::sessions::Sessions;
 use crate::webrtc::WebrtcEngine;
 
@@ -30,6 +31,8 @@ pub struct Gateway {
     pub audit: Arc<AuditLog>,
     /// Local users' password sign-in (login page, cookies).
     pub login: LocalLogin,
+    /// Recorders, recorded segments and their key.
+    pub recordings: Recordings,
 }
 
 impl Gateway {

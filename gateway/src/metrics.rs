@@ -48,6 +48,24 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// `straja_signed_in_users`: sign-ins held now (login page).
     pub signed_in: IntGauge,
+    /// `straja_recording_up{camera}`: 1 while the camera's recorder writes a segment.
+    pub recording_up: IntGaugeVec,
+    /// `straja_recording_segments_total{camera}`: segments finished.
+    pub recording_segments: IntCounterVec,
+    /// `straja_recording_written_bytes_total{camera}`: encrypted MP4 bytes written (plaintext size).
+    pub recording_written_bytes: IntCounterVec,
+    /// `straja_recording_dropped_packets_total{camera}`: packets the recorder's queue had no room for.
+    pub recording_dropped: IntCounterVec,
+    /// `straja_recording_failures_total{camera,reason}`: recording stops (`disk_full`,
+    /// `write_error`, `muxer_error`).
+    pub recording_failures: IntCounterVec,
+    /// `straja_recording_deleted_segments_total{camera,reason}`: segments deleted by retention
+    /// (`age`, `size`).
+    pub recording_deleted: IntCounterVec,
+    /// `straja_recording_stored_bytes{camera}`: bytes of the camera's segments on disk.
+    pub recording_stored_bytes: IntGaugeVec,
+    /// `straja_recording_disk_free_bytes`: free space on the recordings' filesystem.
+    pub recording_disk_free_bytes: IntGauge,
 }
 
 impl Metrics {
@@ -162,9 +180,55 @@ impl Metrics {
                 "Sign-ins from the login page held now.",
             )
             .expect("valid metric"),
+            recording_up: IntGaugeVec::new(
+                Opts::new(
+                    "straja_recording_up",
+                    "1 while the camera's recorder is writing a segment (0: off, waiting, disk full, failed).",
+                ),
+                &["camera"],
+            )
+            .expect("valid metric"),
+            recording_segments: counter(
+                "straja_recording_segments_total",
+                "Recorded segments finished.",
+                &["camera"],
+            ),
+            recording_written_bytes: counter(
+                "straja_recording_written_bytes_total",
+                "MP4 bytes written to the camera's encrypted segments.",
+                &["camera"],
+            ),
+            recording_dropped: counter(
+                "straja_recording_dropped_packets_total",
+                "RTP packets the recorder's queue had no room for (the disk is not keeping up).",
+                &["camera"],
+            ),
+            recording_failures: counter(
+                "straja_recording_failures_total",
+                "Times recording stopped, by reason (disk_full, write_error, muxer_error).",
+                &["camera", "reason"],
+            ),
+            recording_deleted: counter(
+                "straja_recording_deleted_segments_total",
+                "Segments deleted by retention, by reason (age, size).",
+                &["camera", "reason"],
+            ),
+            recording_stored_bytes: IntGaugeVec::new(
+                Opts::new(
+                    "straja_recording_stored_bytes",
+                    "Bytes of the camera's recorded segments on disk.",
+                ),
+                &["camera"],
+            )
+            .expect("valid metric"),
+            recording_disk_free_bytes: IntGauge::new(
+                "straja_recording_disk_free_bytes",
+                "Free bytes on the filesystem that holds the recordings.",
+            )
+            .expect("valid metric"),
             registry,
         };
-        let families: [Box<dyn prometheus::core::Collector>; 18] = [
+        let families: [Box<dyn prometheus::core::Collector>; 26] = [
             Box::new(build_info),
             Box::new(metrics.camera_up.clone()),
             Box::new(metrics.ingest_packets.clone()),
@@ -183,6 +247,14 @@ impl Metrics {
             Box::new(metrics.logins.clone()),
             Box::new(metrics.auth_failures.clone()),
             Box::new(metrics.signed_in.clone()),
+            Box::new(metrics.recording_up.clone()),
+            Box::new(metrics.recording_segments.clone()),
+            Box::new(metrics.recording_written_bytes.clone()),
+            Box::new(metrics.recording_dropped.clone()),
+            Box::new(metrics.recording_failures.clone()),
+            Box::new(metrics.recording_deleted.clone()),
+            Box::new(metrics.recording_stored_bytes.clone()),
+            Box::new(metrics.recording_disk_free_bytes.clone()),
         ];
         for family in families {
             metrics
@@ -225,6 +297,22 @@ impl Metrics {
         }
     }
 
+    /// Handles for one recorded camera's series, created (at 0) so they show before any failure.
+    pub fn recording(&self, camera: &str) -> RecordingMetrics {
+        let l = &[camera];
+        for reason in ["disk_full", "write_error", "muxer_error"] {
+            self.recording_failures.with_label_values(&[camera, reason]);
+        }
+        RecordingMetrics {
+            up: self.recording_up.with_label_values(l),
+            segments: self.recording_segments.with_label_values(l),
+            bytes_written: self.recording_written_bytes.with_label_values(l),
+            dropped_packets: self.recording_dropped.with_label_values(l),
+            failures: self.recording_failures.clone(),
+            disk_free_bytes: self.recording_disk_free_bytes.clone(),
+        }
+    }
+
     /// The registry in Prometheus text format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();
@@ -264,6 +352,23 @@ pub struct CameraMetrics {
     pub gop_cache_bytes: IntGauge,
     /// `straja_gop_cache_replays_total{camera}`.
     pub gop_cache_replays: IntCounter,
+}
+
+/// One recorded camera's series, resolved once.
+#[derive(Clone)]
+pub struct RecordingMetrics {
+    /// `straja_recording_up{camera}`.
+    pub up: IntGauge,
+    /// `straja_recording_segments_total{camera}`.
+    pub segments: IntCounter,
+    /// `straja_recording_written_bytes_total{camera}`.
+    pub bytes_written: IntCounter,
+    /// `straja_recording_dropped_packets_total{camera}`.
+    pub dropped_packets: IntCounter,
+    /// `straja_recording_failures_total{camera,reason}` (the family: the reason is set per failure).
+    pub failures: IntCounterVec,
+    /// `straja_recording_disk_free_bytes`.
+    pub disk_free_bytes: IntGauge,
 }
 
 #[cfg(test)]

@@ -44,6 +44,9 @@ pub enum StartError {
     /// The token signing key is unusable.
     #[error("{0}")]
     Tokens(#[from] crate::auth::token_authority::IssueError),
+    /// Recording could not be set up (its key or directory).
+    #[error("{0}")]
+    Recording(#[from] crate::recording::RecordingError),
     /// A listener could not be bound.
     #[error("{0}")]
     Bind(#[from] std::io::Error),
@@ -64,6 +67,7 @@ pub struct RunningGateway {
     exporter: JoinHandle<()>,
     tls: RustlsConfig,
     tls_watcher: JoinHandle<()>,
+    retention: JoinHandle<()>,
 }
 
 /// Starts everything; returns once the listeners are bound (cameras may still be connecting).
@@ -111,7 +115,9 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         config.limits.max_sessions_per_camera,
     );
     let login = crate::auth::local_login::LocalLogin::new(&config);
+    let recordings = crate::recording::Recordings::start(&config, &cameras, metrics.clone())?;
     let gateway = Arc::new(Gateway {
+        recordings,
         login,
         config,
         cameras,
@@ -157,6 +163,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     };
 
     let tls_watcher = tokio::spawn(watch_tls_files(Arc::downgrade(&gateway), tls.clone()));
+    let retention = tokio::spawn(sweep_recordings(Arc::downgrade(&gateway)));
 
     tracing::info!(
         https = %https_addr,
@@ -176,7 +183,25 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         exporter,
         tls,
         tls_watcher,
+        retention,
     })
+}
+
+/// Runs recording retention now and then (off the async runtime: it deletes files).
+async fn sweep_recordings(gateway: std::sync::Weak<Gateway>) {
+    let mut tick = tokio::time::interval(crate::recording::RETENTION_INTERVAL);
+    loop {
+        tick.tick().await;
+        let Some(gateway) = gateway.upgrade() else {
+            return;
+        };
+        let sweep = tokio::task::spawn_blocking(move || {
+            gateway.recordings.sweep(crate::recording::now_ms());
+        });
+        if let Err(e) = sweep.await {
+            tracing::error!(error = %e, "the retention sweep failed");
+        }
+    }
 }
 
 /// How often the TLS files' modification times are checked.
@@ -259,8 +284,11 @@ impl RunningGateway {
         self.metrics_server.stop().await;
         self.exporter.abort();
         self.tls_watcher.abort();
+        self.retention.abort();
         let gateway = self.gateway.clone();
         let _ = tokio::task::spawn_blocking(move || {
+            // Recorders first, while their cameras still deliver: each ends its segment cleanly.
+            gateway.recordings.stop();
             for camera in &gateway.cameras {
                 camera.stop();
             }

@@ -29,6 +29,12 @@ pub enum PipelineError {
         #[source]
         source: std::io::Error,
     },
+    /// A recording muxer failed or could not keep up.
+    #[error("recording muxer: {0}")]
+    Muxer(String),
+    /// A recorded segment could not be read back or an export could not be written.
+    #[error("export: {0}")]
+    Export(String),
     /// The in-process RTSP server of the fake camera could not be started.
     #[error("fake RTSP camera: {0}")]
     FakeCamera(String),

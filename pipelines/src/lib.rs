@@ -13,15 +13,23 @@
 //! bug. Credentials of a source never reach a log line, an error or a `Debug` print:
 //! [`CameraSource::redacted`] is the only form of a source that is ever shown.
 //!
-//! With the `test-camera` feature, [`FakeRtspCamera`] plays an IP camera in-process, for tests.
+//! Recording: [`FragmentedMp4Muxer`] turns a camera's RTP into fragmented MP4 for one segment;
+//! [`demux_segment`] and [`Mp4Export`] turn recorded segments back into one playable MP4.
+//!
+//! With the `test-camera` feature, [`FakeRtspCamera`] plays an IP camera in-process, and
+//! [`h264_rtp_clip`] makes a short encoded RTP clip, for tests.
 #![deny(missing_docs)]
 
 mod backoff;
 mod camera;
 mod delivery;
 mod error;
+mod fragmented_mp4_muxer;
+mod mp4_export;
 mod packet_sink;
 mod pipeline_description;
+#[cfg(any(test, feature = "test-camera"))]
+mod rtp_clip;
 mod source;
 #[cfg(feature = "test-camera")]
 mod test_camera;
@@ -30,7 +38,11 @@ mod test_support;
 
 pub use camera::{CameraOptions, CameraPipeline, CameraState};
 pub use error::{PipelineError, SourceError};
+pub use fragmented_mp4_muxer::FragmentedMp4Muxer;
+pub use mp4_export::{Mp4Export, SegmentSamples, VideoSample, demux_segment};
 pub use packet_sink::PacketSink;
+#[cfg(any(test, feature = "test-camera"))]
+pub use rtp_clip::h264_rtp_clip;
 pub use source::{CameraSource, RtspSource, RtspTransport, TEST_PATTERNS, TestSource, V4l2Source};
 #[cfg(feature = "test-camera")]
 pub use test_camera::{FakeCameraOptions, FakeRtspCamera};

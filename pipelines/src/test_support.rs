@@ -136,6 +136,21 @@ pub(crate) fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool)
     }
 }
 
+/// The types of an ISO BMFF (MP4) file's top-level boxes, in order (stops at a truncated box).
+pub(crate) fn top_level_boxes(file: &[u8]) -> Vec<String> {
+    let mut boxes = Vec::new();
+    let mut offset = 0usize;
+    while let Some(header) = file.get(offset..offset + 8) {
+        let size = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+        boxes.push(String::from_utf8_lossy(&header[4..8]).into_owned());
+        if size < 8 {
+            break;
+        }
+        offset += size;
+    }
+    boxes
+}
+
 /// Drops what is queued in the channel; returns how many packets there were.
 pub(crate) fn drain(rx: &Receiver<Bytes>) -> usize {
     rx.try_iter().count()

@@ -19,6 +19,7 @@ pub struct GatewayProcess {
     pub config: PathBuf,
     /// The dev CA that signed its certificate.
     pub ca_cert: PathBuf,
+    cpus: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -43,34 +44,36 @@ impl GatewayProcess {
             ),
         )
         .expect("config");
-        let binary = env!("CARGO_BIN_EXE_straja");
-        let mut command = match cpus {
-            Some(cpus) => {
-                let mut c = Command::new("taskset");
-                c.args(["-c", cpus, binary]);
-                c
-            }
-            None => Command::new(binary),
-        };
-        let mut child = command
-            .args(["run", "--config"])
-            .arg(&config)
-            .env("STRAJA_LOG", "warn,rtc_dtls::config=error")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("straja binary");
-        let stdout = child.stdout.take().expect("stdout");
-        let (base_url, metrics_url) = urls_from_banner(stdout);
+        let (child, base_url, metrics_url) = spawn(&config, cpus);
         GatewayProcess {
             child,
             base_url,
             metrics_url,
             config,
             ca_cert: certs.join("ca.crt"),
+            cpus: cpus.map(str::to_owned),
             _dir: dir,
         }
+    }
+
+    /// Its state directory.
+    pub fn state_dir(&self) -> PathBuf {
+        self._dir.path().join("state")
+    }
+
+    /// Kills the process at once (SIGKILL: no graceful stop), as a crash or power cut would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the daemon again on the same configuration and state (after [`Self::kill`]).
+    pub fn restart(&mut self) {
+        stop(&mut self.child);
+        let (child, base_url, metrics_url) = spawn(&self.config, self.cpus.as_deref());
+        self.child = child;
+        self.base_url = base_url;
+        self.metrics_url = metrics_url;
     }
 
     /// The value of one metric series (`name{labels}` exactly as exposed), read from the metrics
@@ -130,6 +133,32 @@ impl GatewayProcess {
     }
 }
 
+/// Runs `straja run --config CONFIG` (pinned to `cpus` when given); returns it and the URLs of its
+/// banner.
+fn spawn(config: &std::path::Path, cpus: Option<&str>) -> (Child, String, String) {
+    let binary = env!("CARGO_BIN_EXE_straja");
+    let mut command = match cpus {
+        Some(cpus) => {
+            let mut c = Command::new("taskset");
+            c.args(["-c", cpus, binary]);
+            c
+        }
+        None => Command::new(binary),
+    };
+    let mut child = command
+        .args(["run", "--config"])
+        .arg(config)
+        .env("STRAJA_LOG", "warn,rtc_dtls::config=error")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("straja binary");
+    let stdout = child.stdout.take().expect("stdout");
+    let (base_url, metrics_url) = urls_from_banner(stdout);
+    (child, base_url, metrics_url)
+}
+
 impl Drop for GatewayProcess {
     fn drop(&mut self) {
         stop(&mut self.child);
@@ -138,6 +167,9 @@ impl Drop for GatewayProcess {
 
 /// Stops a child of ours: SIGTERM, then SIGKILL if it has not exited within 10 s.
 pub fn stop(child: &mut Child) {
+    if let Ok(Some(_)) = child.try_wait() {
+        return;
+    }
     let _ = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();

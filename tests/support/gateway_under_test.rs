@@ -146,7 +146,22 @@ impl GatewayUnderTest {
         http_extra: &str,
         extra: &str,
     ) -> GatewayUnderTest {
-        let state_dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(
+            tempfile::tempdir().expect("temp dir"),
+            cameras,
+            http_extra,
+            extra,
+        )
+        .await
+    }
+
+    /// As [`Self::start_with_http`], in a state directory the test has prepared.
+    pub async fn start_in(
+        state_dir: tempfile::TempDir,
+        cameras: &[TestCamera<'_>],
+        http_extra: &str,
+        extra: &str,
+    ) -> GatewayUnderTest {
         let certs = state_dir.path().join("certs");
         straja_gateway::tls::init_dev_certificates(&certs).expect("dev certificates");
         let mut toml = format!(
@@ -278,6 +293,21 @@ udp_listen = "127.0.0.1:0"
             .text()
             .await
             .expect("metrics text")
+    }
+
+    /// The value of one series in the metrics text (`name{labels}` exactly as exposed, e.g.
+    /// `straja_camera_up{camera="gate"}`), or `None` when it is not exposed.
+    pub async fn metric(&self, series: &str) -> Option<f64> {
+        let text = self.metrics_text().await;
+        text.lines()
+            .filter(|line| !line.starts_with('#'))
+            .find_map(|line| {
+                line.strip_prefix(series)?
+                    .strip_prefix(' ')?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
     }
 
     /// Waits (bounded) until every camera reports `playing`.

@@ -4,6 +4,7 @@
 //! - [`gateway_process`]: the `straja` binary in its own (optionally pinned) process, measured
 //!   from `/proc`.
 //! - [`gateway_under_test`]: a real gateway on loopback with a dev CA, and an HTTPS client.
+//! - [`recordings`]: segment files decrypted with the gateway's key, MP4s checked with ffprobe.
 //! - [`reference_camera`]: the benchmarks' 720p30 2 Mbit/s GOP 1 s camera.
 //! - [`whep_viewer`]: an in-process webrtc-rs WHEP viewer that counts complete H.264 frames.
 #![allow(dead_code)]
@@ -11,5 +12,6 @@
 pub mod chromium;
 pub mod gateway_process;
 pub mod gateway_under_test;
+pub mod recordings;
 pub mod reference_camera;
 pub mod whep_viewer;

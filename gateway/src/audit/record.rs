@@ -44,6 +44,13 @@ pub enum Action {
     /// the reload failed and the material in force stays.
     #[serde(rename = "config.reload")]
     ConfigReload,
+    /// A recorded segment was played back (its first bytes fetched: a player's later range
+    /// requests for the same playback are not recorded again).
+    #[serde(rename = "recording.play")]
+    RecordingPlay,
+    /// Recordings were exported to a file (`straja recordings export`).
+    #[serde(rename = "recording.export")]
+    RecordingExport,
 }
 
 /// How it ended.

@@ -108,7 +108,37 @@ pub const RULES: &[RouteRule] = &[
         path: "/api/v1/sessions/{sid}",
         access: Access::Public,
     },
+    // Ops see which recordings exist (disk use, gaps); only security staff see footage.
+    RouteRule {
+        method: "GET",
+        path: "/api/v1/cameras/{id}/recordings",
+        access: Access::Roles {
+            roles: &[Role::Ops, Role::Security],
+            camera_param: Some("id"),
+        },
+    },
+    RouteRule {
+        method: "GET",
+        path: "/api/v1/recordings/{segment}",
+        access: Access::Roles {
+            roles: &[Role::Security],
+            camera_param: Some(SEGMENT_PARAM),
+        },
+    },
 ];
+
+/// The path parameter that holds a recorded segment's id (`<camera>.<start>`): its camera is the
+/// camera the rule checks.
+pub const SEGMENT_PARAM: &str = "segment";
+
+/// The camera a route's camera parameter names: the value itself, or a segment id's camera.
+pub fn camera_of(param: &str, value: &str) -> Option<String> {
+    if param == SEGMENT_PARAM {
+        crate::recording::segment_catalogue::parse_segment_id(value).map(|(c, _)| c.to_owned())
+    } else {
+        Some(value.to_owned())
+    }
+}
 
 /// The rule for a method and route template.
 pub fn rule(method: &str, path: &str) -> Option<&'static RouteRule> {

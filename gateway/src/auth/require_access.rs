@@ -216,7 +216,7 @@ pub async fn require_access(
                 params
                     .iter()
                     .find(|(key, _)| *key == name)
-                    .map(|(_, value)| value.to_owned())
+                    .and_then(|(_, value)| access_policy::camera_of(name, value))
             }),
         None => None,
     };

@@ -5,8 +5,6 @@
 //! Checks: the algorithm is HS256 and nothing else, the signature, `iss`, `exp` and `nbf` with at
 //! most [`CLOCK_SKEW`] of leeway, and a lifetime (`exp - iat`) of at most [`MAX_TTL`].
 
-use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -90,17 +88,15 @@ impl TokenAuthority {
     /// Loads the signing key (systemd credential first, then the state directory), creating it
     /// in the state directory when there is none.
     pub fn load_or_create(state_dir: &Path) -> Result<TokenAuthority, IssueError> {
-        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-            let path = Path::new(&dir).join(KEY_FILE);
-            if path.exists() {
-                return Self::from_key(&read_key(&path)?);
-            }
-        }
         let path = state_dir.join("auth").join(KEY_FILE);
-        if !path.exists() {
-            create_key(&path)?;
-        }
-        Self::from_key(&read_key(&path)?)
+        let (key, _) =
+            crate::key_file::load_or_create(KEY_FILE, &path, KEY_BYTES).map_err(|e| {
+                IssueError::Key {
+                    path: e.path,
+                    reason: e.reason,
+                }
+            })?;
+        Self::from_key(&key)
     }
 
     /// An authority over this key (at least 32 bytes).
@@ -197,42 +193,10 @@ fn random_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn read_key(path: &Path) -> Result<Vec<u8>, IssueError> {
-    fs::read(path).map_err(|e| IssueError::Key {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    })
-}
-
-fn create_key(path: &Path) -> Result<(), IssueError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let fail = |e: std::io::Error| IssueError::Key {
-        path: path.to_owned(),
-        reason: e.to_string(),
-    };
-    if let Some(dir) = path.parent() {
-        fs::create_dir_all(dir).map_err(fail)?;
-    }
-    let mut key = [0u8; KEY_BYTES];
-    SystemRandom::new()
-        .fill(&mut key)
-        .map_err(|_| IssueError::Key {
-            path: path.to_owned(),
-            reason: "the system random source failed".into(),
-        })?;
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(fail)?;
-    file.write_all(&key).map_err(fail)?;
-    file.sync_all().map_err(fail)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
     use std::os::unix::fs::PermissionsExt;
 
     fn authority() -> TokenAuthority {

@@ -19,7 +19,13 @@ pub async fn list(
             .cameras
             .iter()
             .filter(|c| claims.role == Role::Ops || claims.may_view(&c.id))
-            .map(|c| c.status())
+            .map(|c| {
+                let mut status = c.status();
+                if let Some(state) = gateway.recordings.recorder_state(&c.id) {
+                    status.recording = state.as_str();
+                }
+                status
+            })
             .collect(),
     )
 }

@@ -8,6 +8,7 @@ pub mod cors;
 pub mod health;
 pub mod login;
 pub mod page;
+pub mod recordings;
 pub mod request_metrics;
 pub mod security_headers;
 pub mod whep;
@@ -41,6 +42,16 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)>
             options(cors::preflight),
         ),
         ("DELETE", "/api/v1/sessions/{sid}", delete(whep::delete)),
+        (
+            "GET",
+            "/api/v1/cameras/{id}/recordings",
+            get(recordings::list),
+        ),
+        (
+            "GET",
+            "/api/v1/recordings/{segment}",
+            get(recordings::serve),
+        ),
         (
             "OPTIONS",
             "/api/v1/sessions/{sid}",

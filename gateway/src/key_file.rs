@@ -1,0 +1,78 @@
+//! Secret keys kept in files: given by systemd as a credential (`LoadCredential=`, read from
+//! `$CREDENTIALS_DIRECTORY`), or kept in the state directory, created there on first use with
+//! random bytes, mode 0600, in a directory of its own, synced before use.
+
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ring::rand::{SecureRandom, SystemRandom};
+
+/// A key file that could not be read or made.
+#[derive(Debug, thiserror::Error)]
+#[error("{path}: {reason}")]
+pub struct KeyFileError {
+    /// The file.
+    pub path: PathBuf,
+    /// Why.
+    pub reason: String,
+}
+
+/// The systemd credential `name` if there is one, else `state_path`, created with `len` random
+/// bytes when missing. Returns the key's bytes and the file they came from.
+pub fn load_or_create(
+    name: &str,
+    state_path: &Path,
+    len: usize,
+) -> Result<(Vec<u8>, PathBuf), KeyFileError> {
+    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
+        let path = Path::new(&dir).join(name);
+        if path.exists() {
+            return Ok((read(&path)?, path));
+        }
+    }
+    if !state_path.exists() {
+        create(state_path, len)?;
+    }
+    Ok((read(state_path)?, state_path.to_owned()))
+}
+
+/// Reads a key file.
+pub fn read(path: &Path) -> Result<Vec<u8>, KeyFileError> {
+    fs::read(path).map_err(|e| KeyFileError {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+/// Writes `len` fresh random bytes to a new file at `path` (mode 0600; its directory 0700 when
+/// it has to be made). Never overwrites.
+pub fn create(path: &Path, len: usize) -> Result<(), KeyFileError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let fail = |e: std::io::Error| KeyFileError {
+        path: path.to_owned(),
+        reason: e.to_string(),
+    };
+    if let Some(dir) = path.parent() {
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(fail)?;
+    }
+    let mut key = vec![0u8; len];
+    SystemRandom::new()
+        .fill(&mut key)
+        .map_err(|_| KeyFileError {
+            path: path.to_owned(),
+            reason: "the system random source failed".into(),
+        })?;
+    let mut file = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(fail)?;
+    file.write_all(&key).map_err(fail)?;
+    file.sync_all().map_err(fail)
+}

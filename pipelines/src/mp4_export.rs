@@ -1,0 +1,329 @@
+//! Recorded segments back into one playable MP4: [`demux_segment`] reads one (decrypted)
+//! fragmented MP4 segment into its H.264 access units, and [`Mp4Export`] writes access units from
+//! any number of segments, in order, into one regular MP4 file. No re-encode.
+//!
+//! `appsrc ! qtdemux ! h264parse ! appsink` for each segment, and
+//! `appsrc ! h264parse ! mp4mux ! filesink` for the export; the caller sets each sample's place
+//! on the export's timeline, so segments follow each other without a gap.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::error::PipelineError;
+
+/// One H.264 access unit (Annex B byte stream, parameter sets before each keyframe).
+#[derive(Clone, Debug)]
+pub struct VideoSample {
+    /// The access unit.
+    pub data: Bytes,
+    /// Presentation time from the segment's start.
+    pub pts: Duration,
+    /// Decoding time from the segment's start (equal to `pts` without B-frames).
+    pub dts: Duration,
+    /// True when a decoder can start here.
+    pub keyframe: bool,
+}
+
+/// A segment's access units, in decoding order.
+#[derive(Clone, Debug, Default)]
+pub struct SegmentSamples {
+    /// The access units.
+    pub samples: Vec<VideoSample>,
+    /// Time from the first sample's start to the last sample's end.
+    pub duration: Duration,
+}
+
+fn launch(description: &str) -> Result<gst::Pipeline, PipelineError> {
+    crate::init()?;
+    let mut context = gst::ParseContext::new();
+    gst::parse::launch_full(
+        description,
+        Some(&mut context),
+        gst::ParseFlags::FATAL_ERRORS,
+    )
+    .map_err(|e| match context.missing_elements().first() {
+        Some(missing) => PipelineError::MissingElement(missing.clone()),
+        None => PipelineError::Build(e.to_string()),
+    })?
+    .downcast::<gst::Pipeline>()
+    .map_err(|_| PipelineError::Build("description did not make a pipeline".to_owned()))
+}
+
+fn by_name<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> Result<T, PipelineError> {
+    pipeline
+        .by_name(name)
+        .and_then(|e| e.downcast::<T>().ok())
+        .ok_or_else(|| PipelineError::Build(format!("no element named '{name}'")))
+}
+
+/// The first error on a pipeline's bus, if any (never waits).
+fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
+    let bus = pipeline.bus()?;
+    for _ in 0..64 {
+        let message = bus.pop()?;
+        if let gst::MessageView::Error(error) = message.view() {
+            let element = error
+                .src()
+                .map(|s| s.name().to_string())
+                .unwrap_or_else(|| "pipeline".to_owned());
+            return Some(format!("{element}: {}", error.error().message()));
+        }
+    }
+    None
+}
+
+/// Sets a pipeline to NULL when dropped.
+struct Stopped(gst::Pipeline);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let _ = self.0.set_state(gst::State::Null);
+    }
+}
+
+/// Reads one fragmented (or regular) MP4 segment, held in memory, into its H.264 access units.
+/// A file cut short (a crash while recording) gives the access units of its complete fragments.
+/// Waits at most `timeout`.
+pub fn demux_segment(mp4: Bytes, timeout: Duration) -> Result<SegmentSamples, PipelineError> {
+    let pipeline = launch(
+        "appsrc name=src format=bytes caps=video/quicktime ! qtdemux ! \
+         h264parse config-interval=-1 ! \
+         video/x-h264,stream-format=byte-stream,alignment=au ! \
+         appsink name=sink sync=false enable-last-sample=false",
+    )?;
+    let _stopped = Stopped(pipeline.clone());
+    let appsrc: gst_app::AppSrc = by_name(&pipeline, "src")?;
+    let appsink: gst_app::AppSink = by_name(&pipeline, "sink")?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|_| PipelineError::Export("the demuxer refused to start".to_owned()))?;
+    let _ = appsrc.push_buffer(gst::Buffer::from_slice(mp4));
+    let _ = appsrc.end_of_stream();
+    let deadline = Instant::now() + timeout;
+    let mut segment = SegmentSamples::default();
+    let mut end = Duration::ZERO;
+    loop {
+        if let Some(error) = bus_error(&pipeline) {
+            // A truncated last fragment ends the stream with an error after the good samples.
+            if segment.samples.is_empty() {
+                return Err(PipelineError::Export(format!(
+                    "segment unreadable: {error}"
+                )));
+            }
+            break;
+        }
+        if appsink.is_eos() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            return Err(PipelineError::Export(format!(
+                "reading a segment took over {} ms",
+                timeout.as_millis()
+            )));
+        }
+        let Some(sample) = appsink.try_pull_sample(gst::ClockTime::from_mseconds(20)) else {
+            continue;
+        };
+        let Some(buffer) = sample.buffer_owned() else {
+            continue;
+        };
+        let pts = buffer.pts().map(gst::ClockTime::nseconds);
+        let dts = buffer.dts().map(gst::ClockTime::nseconds).or(pts);
+        let duration = buffer.duration().map(gst::ClockTime::nseconds).unwrap_or(0);
+        let keyframe = !buffer.flags().contains(gst::BufferFlags::DELTA_UNIT);
+        let (Some(pts), Some(dts)) = (pts, dts) else {
+            continue;
+        };
+        let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
+            continue;
+        };
+        end = end.max(Duration::from_nanos(pts + duration));
+        segment.samples.push(VideoSample {
+            data: Bytes::from_owner(mapped),
+            pts: Duration::from_nanos(pts),
+            dts: Duration::from_nanos(dts),
+            keyframe,
+        });
+    }
+    let start = segment
+        .samples
+        .iter()
+        .map(|s| s.pts)
+        .min()
+        .unwrap_or(Duration::ZERO);
+    segment.duration = end.saturating_sub(start);
+    Ok(segment)
+}
+
+/// A regular MP4 file being written from access units; finished by [`Mp4Export::finish`].
+pub struct Mp4Export {
+    pipeline: gst::Pipeline,
+    appsrc: gst_app::AppSrc,
+}
+
+impl Mp4Export {
+    /// Starts writing `path` (created or truncated).
+    pub fn create(path: &Path) -> Result<Mp4Export, PipelineError> {
+        let pipeline = launch(
+            "appsrc name=src format=time is-live=false block=true max-bytes=16777216 \
+             caps=video/x-h264,stream-format=byte-stream,alignment=au ! h264parse ! \
+             mp4mux ! filesink name=file",
+        )?;
+        let appsrc: gst_app::AppSrc = by_name(&pipeline, "src")?;
+        let file: gst::Element = by_name(&pipeline, "file")?;
+        file.set_property("location", path.display().to_string());
+        if pipeline.set_state(gst::State::Playing).is_err() {
+            let reason = bus_error(&pipeline).unwrap_or_else(|| "cannot start".to_owned());
+            let _ = pipeline.set_state(gst::State::Null);
+            return Err(PipelineError::Export(format!(
+                "cannot write {}: {reason}",
+                path.display()
+            )));
+        }
+        Ok(Mp4Export { pipeline, appsrc })
+    }
+
+    /// Appends one access unit at `pts` / `dts` on the export's timeline.
+    pub fn push(
+        &self,
+        sample: &VideoSample,
+        pts: Duration,
+        dts: Duration,
+    ) -> Result<(), PipelineError> {
+        if let Some(error) = bus_error(&self.pipeline) {
+            return Err(PipelineError::Export(error));
+        }
+        let mut buffer = gst::Buffer::from_slice(sample.data.clone());
+        if let Some(buffer) = buffer.get_mut() {
+            buffer.set_pts(gst::ClockTime::from_nseconds(pts.as_nanos() as u64));
+            buffer.set_dts(gst::ClockTime::from_nseconds(dts.as_nanos() as u64));
+            if !sample.keyframe {
+                buffer.set_flags(gst::BufferFlags::DELTA_UNIT);
+            }
+        }
+        self.appsrc
+            .push_buffer(buffer)
+            .map(|_| ())
+            .map_err(|flow| PipelineError::Export(format!("the writer refused a sample: {flow:?}")))
+    }
+
+    /// Ends the file (the muxer writes its index) and waits at most `timeout` for it to be written.
+    pub fn finish(self, timeout: Duration) -> Result<(), PipelineError> {
+        let _stopped = Stopped(self.pipeline.clone());
+        let _ = self.appsrc.end_of_stream();
+        let bus = self
+            .pipeline
+            .bus()
+            .ok_or_else(|| PipelineError::Export("the writer has no bus".to_owned()))?;
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let Some(message) = bus.timed_pop(gst::ClockTime::from_mseconds(50)) else {
+                continue;
+            };
+            match message.view() {
+                gst::MessageView::Eos(_) => return Ok(()),
+                gst::MessageView::Error(error) => {
+                    return Err(PipelineError::Export(error.error().message().to_owned()));
+                }
+                _ => {}
+            }
+        }
+        Err(PipelineError::Export(format!(
+            "the export was not finished within {} ms",
+            timeout.as_millis()
+        )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::FragmentedMp4Muxer;
+
+    fn segment(frames: u32) -> Bytes {
+        let muxer = FragmentedMp4Muxer::start(Duration::from_millis(500)).unwrap();
+        let mut out = Vec::new();
+        for (packet, pts) in crate::h264_rtp_clip(frames, 30).unwrap() {
+            muxer.push(packet, pts).unwrap();
+            while let Some(bytes) = muxer.pull() {
+                out.extend_from_slice(&bytes);
+            }
+        }
+        for bytes in muxer.finish(Duration::from_secs(5)).unwrap() {
+            out.extend_from_slice(&bytes);
+        }
+        Bytes::from(out)
+    }
+
+    #[test]
+    fn a_segment_demuxes_into_its_frames() {
+        let samples = demux_segment(segment(90), Duration::from_secs(10)).unwrap();
+        assert_eq!(samples.samples.len(), 90);
+        assert!(samples.samples[0].keyframe);
+        assert_eq!(samples.samples.iter().filter(|s| s.keyframe).count(), 3);
+        let ms = samples.duration.as_millis();
+        assert!((2900..=3100).contains(&ms), "{ms} ms");
+    }
+
+    #[test]
+    fn a_truncated_segment_gives_its_complete_fragments() {
+        let whole = segment(90);
+        let cut = whole.slice(..whole.len() * 2 / 3);
+        let samples = demux_segment(cut, Duration::from_secs(10)).unwrap();
+        assert!(
+            (15..90).contains(&samples.samples.len()),
+            "{} samples",
+            samples.samples.len()
+        );
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        let result = demux_segment(
+            Bytes::from_static(b"not an mp4 at all"),
+            Duration::from_secs(5),
+        );
+        assert!(result.is_err() || result.unwrap().samples.is_empty());
+    }
+
+    #[test]
+    fn two_segments_export_to_one_file() {
+        let dir = tempfile_dir();
+        let path = dir.join("export.mp4");
+        let export = Mp4Export::create(&path).unwrap();
+        let mut offset = Duration::ZERO;
+        for _ in 0..2 {
+            let samples = demux_segment(segment(60), Duration::from_secs(10)).unwrap();
+            for sample in &samples.samples {
+                export
+                    .push(sample, offset + sample.pts, offset + sample.dts)
+                    .unwrap();
+            }
+            offset += samples.duration;
+        }
+        export.finish(Duration::from_secs(10)).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let boxes = crate::test_support::top_level_boxes(&bytes);
+        assert!(boxes.contains(&"moov".to_owned()), "{boxes:?}");
+        let back = demux_segment(Bytes::from(bytes), Duration::from_secs(10)).unwrap();
+        assert_eq!(back.samples.len(), 120);
+        let ms = back.duration.as_millis();
+        assert!((3900..=4100).contains(&ms), "{ms} ms");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    fn tempfile_dir() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!(
+            "straja-export-test-{}-{}",
+            std::process::id(),
+            rand::random::<u32>()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+}

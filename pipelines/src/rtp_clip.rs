@@ -1,0 +1,68 @@
+//! A short H.264 RTP clip made by a real encoder, for tests of what consumes camera packets
+//! (muxers, recorders, exports) without a camera: `videotestsrc ! x264enc ! rtph264pay`, the same
+//! packet shape a camera pipeline hands on (payload type 96, ≤ 1200 bytes, SPS/PPS in-band).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gstreamer as gst;
+use gstreamer::prelude::*;
+use gstreamer_app as gst_app;
+
+use crate::error::PipelineError;
+
+/// `frames` frames of 320×240 at 30 fps with a keyframe every `gop_frames`, as RTP packets, each
+/// with its media time from the first frame (from the RTP timestamp).
+pub fn h264_rtp_clip(
+    frames: u32,
+    gop_frames: u32,
+) -> Result<Vec<(Bytes, Duration)>, PipelineError> {
+    crate::init()?;
+    let description = format!(
+        "videotestsrc num-buffers={frames} pattern=ball ! \
+         video/x-raw,width=320,height=240,framerate=30/1 ! \
+         x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop_frames} ! \
+         video/x-h264,profile=constrained-baseline ! \
+         rtph264pay pt=96 mtu=1200 config-interval=-1 aggregate-mode=zero-latency ! \
+         appsink name=sink sync=false"
+    );
+    let pipeline = gst::parse::launch(&description)
+        .map_err(|e| PipelineError::Build(e.to_string()))?
+        .downcast::<gst::Pipeline>()
+        .map_err(|_| PipelineError::Build("not a pipeline".to_owned()))?;
+    let appsink = pipeline
+        .by_name("sink")
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
+        .ok_or_else(|| PipelineError::Build("no appsink".to_owned()))?;
+    pipeline
+        .set_state(gst::State::Playing)
+        .map_err(|e| PipelineError::Build(e.to_string()))?;
+    let mut packets = Vec::new();
+    let mut first_timestamp = None;
+    let timeout = gst::ClockTime::from_seconds(20);
+    while let Some(sample) = appsink.try_pull_sample(timeout) {
+        let Some(buffer) = sample.buffer_owned() else {
+            continue;
+        };
+        let Ok(mapped) = buffer.into_mapped_buffer_readable() else {
+            continue;
+        };
+        let data = Bytes::from_owner(mapped);
+        let Some(timestamp) = data
+            .get(4..8)
+            .map(|t| u32::from_be_bytes([t[0], t[1], t[2], t[3]]))
+        else {
+            continue;
+        };
+        let first = *first_timestamp.get_or_insert(timestamp);
+        let ticks = timestamp.wrapping_sub(first);
+        packets.push((data, Duration::from_micros(u64::from(ticks) * 100 / 9)));
+    }
+    let _ = pipeline.set_state(gst::State::Null);
+    if packets.is_empty() {
+        return Err(PipelineError::Build(
+            "the clip encoder produced nothing".to_owned(),
+        ));
+    }
+    Ok(packets)
+}

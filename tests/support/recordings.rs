@@ -1,0 +1,122 @@
+//! Recordings as a test reads them: segment files on disk decrypted with the gateway's own
+//! reader and key, and MP4 files checked by a real player's demuxer (ffprobe).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use straja_gateway::recording::RecordingKey;
+use straja_gateway::recording::segment_file::SegmentReader;
+
+/// What ffprobe reads of a file's first video stream.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Probe {
+    /// `h264`, ...
+    pub codec: String,
+    /// Frame size.
+    pub width: u64,
+    /// Frame size.
+    pub height: u64,
+    /// Frames ffprobe decoded-counted (`-count_frames`).
+    pub frames: u64,
+    /// The container's duration, in seconds.
+    pub duration: f64,
+}
+
+/// Runs ffprobe on `file`; `Err` with its output when it cannot read it.
+pub fn ffprobe(file: &Path) -> Result<Probe, String> {
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames:format=duration",
+            "-of",
+            "json",
+        ])
+        .arg(file)
+        .output()
+        .map_err(|e| format!("ffprobe could not run: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "ffprobe failed on {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("ffprobe JSON: {e}: {text}"))?;
+    let stream = &json["streams"][0];
+    let number = |v: &serde_json::Value| -> f64 {
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(0.0)
+    };
+    Ok(Probe {
+        codec: stream["codec_name"].as_str().unwrap_or("").to_owned(),
+        width: number(&stream["width"]) as u64,
+        height: number(&stream["height"]) as u64,
+        frames: number(&stream["nb_read_frames"]) as u64,
+        duration: number(&json["format"]["duration"]),
+    })
+}
+
+/// The recording key of a state directory.
+pub fn key(state_dir: &Path) -> RecordingKey {
+    RecordingKey::load(state_dir).expect("the recording key")
+}
+
+/// Decrypts a segment file of `camera` with the state directory's key.
+pub fn decrypt(state_dir: &Path, camera: &str, segment: &Path) -> (Vec<u8>, bool) {
+    let reader = SegmentReader::open(segment, &key(state_dir), camera).expect("a segment");
+    (reader.read_all().expect("decrypts"), reader.is_complete())
+}
+
+/// Decrypts a segment into `dir` as an `.mp4` and probes it.
+pub fn probe_segment(state_dir: &Path, camera: &str, segment: &Path, dir: &Path) -> Probe {
+    let (mp4, _) = decrypt(state_dir, camera, segment);
+    let name = segment
+        .file_name()
+        .expect("a file name")
+        .to_string_lossy()
+        .into_owned();
+    let plain = dir.join(format!("{name}.mp4"));
+    std::fs::write(&plain, mp4).expect("write decrypted copy");
+    ffprobe(&plain).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+/// The segment files in a camera's recordings directory: (finished `.srec`, being written `.part`).
+pub fn segment_files(dir: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut finished = Vec::new();
+    let mut parts = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let name = path.to_string_lossy().into_owned();
+        if name.ends_with(".srec.part") {
+            parts.push(path);
+        } else if name.ends_with(".srec") {
+            finished.push(path);
+        }
+    }
+    finished.sort();
+    parts.sort();
+    (finished, parts)
+}
+
+/// Polls `condition` every 100 ms until it holds or `timeout` passes; returns whether it held.
+pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if condition() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
