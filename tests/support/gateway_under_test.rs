@@ -410,4 +410,11 @@ udp_listen = "127.0.0.1:0"
     pub async fn shutdown(self) {
         self.running.shutdown().await;
     }
+
+    /// Stops the gateway and hands over its state directory, for a test to look at what the
+    /// stop left on disk.
+    pub async fn shutdown_keeping_state(self) -> tempfile::TempDir {
+        self.running.shutdown().await;
+        self._state_dir
+    }
 }

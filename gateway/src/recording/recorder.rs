@@ -26,7 +26,7 @@ use straja_pipelines::FragmentedMp4Muxer;
 use super::disk_space;
 use super::recording_key::RecordingKey;
 use super::segment_catalogue::{SegmentCatalogue, SegmentInfo, finished_name, part_name};
-use super::segment_file::{self, SegmentWriter};
+use super::segment_file::{self, SegmentReader, SegmentWriter};
 use crate::hub::{Attachment, CameraFeed, MediaPacket, MediaSink};
 use crate::metrics::RecordingMetrics;
 
@@ -549,13 +549,42 @@ impl Worker {
     }
 
     /// Recovers a segment whose writing failed and files it under its finished name.
+    /// A segment cut before its first fragment holds no video: it is removed, not listed.
     fn close_cut_short(&mut self, path: &std::path::Path, start_ms: u64) {
         match segment_file::recover(path, &self.key, &self.settings.camera) {
+            Ok(_) if !self.holds_video(path) => {
+                let _ = std::fs::remove_file(path);
+                self.catalogue.remove(&self.settings.camera, start_ms);
+                tracing::debug!(camera = %self.settings.camera, start_ms, "a segment cut before its first fragment was discarded (it held no video)");
+            }
             Ok(recovered) => self.file_finished(path, start_ms, recovered.end_ms, recovered.bytes),
             Err(e) => {
                 tracing::error!(camera = %self.settings.camera, error = %e, "a segment cut short could not be closed");
             }
         }
+    }
+
+    /// True when a segment file holds at least one movie fragment (`moof`), that is, video.
+    fn holds_video(&self, path: &std::path::Path) -> bool {
+        let Ok(reader) = SegmentReader::open(path, &self.key, &self.settings.camera) else {
+            return false;
+        };
+        let Ok(mp4) = reader.read_all() else {
+            // Unreadable is not the same as empty: keep it for an operator to look at.
+            return true;
+        };
+        let mut offset = 0usize;
+        while let Some(header) = mp4.get(offset..offset + 8) {
+            if &header[4..8] == b"moof" {
+                return true;
+            }
+            let size = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
+            if size < 8 {
+                break;
+            }
+            offset += size;
+        }
+        false
     }
 
     /// Renames a closed segment to its finished name and lists it as finished.
@@ -648,7 +677,6 @@ mod tests {
     use super::*;
     use crate::metrics::Metrics;
     use crate::recording::segment_catalogue::PartFiles;
-    use crate::recording::segment_file::SegmentReader;
     use bytes::Bytes;
 
     #[test]
