@@ -24,7 +24,8 @@ BUILD_PACKAGES=(
     libgstrtspserver-1.0-dev
 )
 
-# Runtime: the GStreamer elements the pipelines use (rtspsrc, parsers, payloaders, x264enc, ...).
+# Runtime: the GStreamer elements the pipelines use (rtspsrc, parsers, payloaders, x264enc, ...),
+# and GLib's TLS backend for rtsps:// cameras.
 RUNTIME_PACKAGES=(
     gstreamer1.0-tools
     gstreamer1.0-plugins-base
@@ -32,6 +33,7 @@ RUNTIME_PACKAGES=(
     gstreamer1.0-plugins-bad
     gstreamer1.0-plugins-ugly
     gstreamer1.0-rtsp
+    glib-networking
 )
 
 # Tests: a real browser (WebRTC viewer), decoders and ffprobe (checking recordings),

@@ -56,7 +56,10 @@ impl Camera {
         let started = CameraSource::parse(&config.source)
             .map_err(|e| e.to_string())
             .and_then(|source| {
-                CameraPipeline::start(&config.id, source, feed.clone(), CameraOptions::default())
+                let options = CameraOptions {
+                    stall_timeout: Duration::from_secs(config.stall_seconds),
+                };
+                CameraPipeline::start(&config.id, source, feed.clone(), options)
                     .map_err(|e| e.to_string())
             });
         let (pipeline, start_error) = match started {

@@ -275,6 +275,9 @@ pub struct CameraConfig {
     /// viewers then wait for the camera's next keyframe).
     #[serde(default = "default_gop_cache_bytes")]
     pub gop_cache_bytes: usize,
+    /// A camera that sends no packet for this long is reconnected (stall detection). Default 5.
+    #[serde(default = "default_stall_seconds")]
+    pub stall_seconds: u64,
     /// Record the camera continuously (encrypted segmented MP4).
     #[serde(default)]
     pub record: bool,
@@ -296,6 +299,13 @@ fn default_record_segment_seconds() -> u64 {
     60
 }
 
+fn default_stall_seconds() -> u64 {
+    5
+}
+
+/// Bounds of `stall_seconds`.
+const STALL_SECONDS: std::ops::RangeInclusive<u64> = 1..=300;
+
 /// Bounds of `record_segment_seconds`.
 const RECORD_SEGMENT_SECONDS: std::ops::RangeInclusive<u64> = 2..=3600;
 /// Bounds of `record_retain_hours` (ten years).
@@ -314,6 +324,7 @@ impl fmt::Debug for CameraConfig {
             .field("name", &self.name)
             .field("source", &source)
             .field("gop_cache_bytes", &self.gop_cache_bytes)
+            .field("stall_seconds", &self.stall_seconds)
             .field("record", &self.record)
             .field("record_segment_seconds", &self.record_segment_seconds)
             .field("record_retain_hours", &self.record_retain_hours)
@@ -557,6 +568,17 @@ impl Config {
                     ),
                 );
             }
+            if !STALL_SECONDS.contains(&camera.stall_seconds) {
+                problem(
+                    format!("cameras[{i}].stall_seconds"),
+                    format!(
+                        "{} is out of range {}..={}",
+                        camera.stall_seconds,
+                        STALL_SECONDS.start(),
+                        STALL_SECONDS.end()
+                    ),
+                );
+            }
             if !RECORD_SEGMENT_SECONDS.contains(&camera.record_segment_seconds) {
                 problem(
                     format!("cameras[{i}].record_segment_seconds"),
@@ -767,6 +789,7 @@ id = "b"
 name = "C"
 source = "test://ball"
 gop_cache_bytes = 999999999999
+stall_seconds = 0
 record_segment_seconds = 1
 record_retain_hours = 0
 record_max_bytes = 10
@@ -783,6 +806,7 @@ jwks_file = "/etc/straja/idp.jwks"
             "cameras[1].source",
             "cameras[2].id",
             "cameras[2].gop_cache_bytes",
+            "cameras[2].stall_seconds",
             "cameras[2].record_segment_seconds",
             "cameras[2].record_retain_hours",
             "cameras[2].record_max_bytes",
@@ -802,6 +826,7 @@ jwks_file = "/etc/straja/idp.jwks"
             name: "Gate".into(),
             source: "rtsp://admin:s3cret@127.0.0.1:554/stream".into(),
             gop_cache_bytes: 0,
+            stall_seconds: 5,
             record: false,
             record_segment_seconds: 60,
             record_retain_hours: None,

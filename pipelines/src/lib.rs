@@ -45,7 +45,7 @@ pub use packet_sink::PacketSink;
 pub use rtp_clip::h264_rtp_clip;
 pub use source::{CameraSource, RtspSource, RtspTransport, TEST_PATTERNS, TestSource, V4l2Source};
 #[cfg(feature = "test-camera")]
-pub use test_camera::{FakeCameraOptions, FakeRtspCamera};
+pub use test_camera::{FakeCameraOptions, FakeCameraTransport, FakeRtspCamera};
 
 /// Initialises GStreamer. Idempotent and cheap after the first call; every constructor of this
 /// crate calls it, so calling it first is only needed to fail early.

@@ -142,6 +142,12 @@ fn configure_rtspsrc(pipeline: &gst::Pipeline, rtsp: &RtspSource) -> Result<(), 
         .by_name(SOURCE)
         .ok_or_else(|| PipelineError::Build(format!("no rtspsrc named '{SOURCE}'")))?;
     rtspsrc.set_property("location", rtsp.location());
+    if let Some(ca) = rtsp.tls_ca() {
+        let database = gio::TlsFileDatabase::new(ca).map_err(|e| {
+            PipelineError::Build(format!("tls_ca {}: {}", ca.display(), e.message()))
+        })?;
+        rtspsrc.set_property("tls-database", database.upcast::<gio::TlsDatabase>());
+    }
     if let Some(credentials) = rtsp.credentials() {
         rtspsrc.set_property("user-id", credentials.user.as_str());
         if let Some(password) = &credentials.password {

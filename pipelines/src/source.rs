@@ -1,6 +1,7 @@
 //! Camera sources: the `source = "…"` string of a camera, parsed into what a pipeline is built from.
 //!
-//! - `rtsp://[user:pass@]host[:port]/path[?transport=tcp|udp]` and `rtsps://…`: an IP camera.
+//! - `rtsp://[user:pass@]host[:port]/path[?transport=tcp|udp]` and `rtsps://…[?tls_ca=/ca.pem]`:
+//!   an IP camera (RTSP over TLS checked against the system's CAs, or those of `tls_ca`).
 //! - `test://<pattern>[?width=&height=&fps=&gop=&bitrate=]`: a videotestsrc pattern, encoded live.
 //! - `v4l2:///dev/videoN`: a local (USB) camera.
 //! - `rtp://ADDRESS:PORT[?pt=96&passthrough=true]`: H.264 RTP pushed to this box (an encoder, or a
@@ -11,6 +12,7 @@
 //! [`CameraSource::redacted`] is the only form of a source that is ever logged.
 
 use std::fmt;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use percent_encoding::percent_decode_str;
@@ -143,6 +145,8 @@ pub struct RtspSource {
     query_secrets: Vec<String>,
     transport: RtspTransport,
     tls: bool,
+    /// For `rtsps://`: the CAs that sign the camera's certificate (absent: the system's).
+    tls_ca: Option<PathBuf>,
 }
 
 /// Query parameter names whose values are treated as secrets (compared case-insensitively).
@@ -182,9 +186,11 @@ impl RtspSource {
             (_, password) => Some(Credentials { user, password }),
         };
 
-        // Our own parameter (`transport`) is taken out of the query; the camera's own parameters
-        // (`?channel=1&subtype=0`, …) are kept verbatim, as cameras can be picky about encoding.
+        // Our own parameters (`transport`, `tls_ca`) are taken out of the query; the camera's own
+        // parameters (`?channel=1&subtype=0`, …) are kept verbatim, as cameras can be picky about
+        // encoding.
         let mut transport = None;
+        let mut tls_ca: Option<PathBuf> = None;
         let mut kept = Vec::new();
         let mut redacted_query = Vec::new();
         let mut query_secrets = Vec::new();
@@ -194,6 +200,27 @@ impl RtspSource {
             }
             let (raw_name, raw_value) = segment.split_once('=').unwrap_or((segment, ""));
             let name = decode_lossy(raw_name);
+            if name == "tls_ca" {
+                if scheme != "rtsps" {
+                    return Err(SourceError::Unsupported {
+                        scheme,
+                        part: "tls_ca (it applies to rtsps:// sources only)",
+                    });
+                }
+                if tls_ca.is_some() {
+                    return Err(SourceError::DuplicateParameter(name));
+                }
+                let path = PathBuf::from(decode_lossy(raw_value));
+                if !path.is_absolute() {
+                    return Err(SourceError::Malformed(
+                        "tls_ca must be an absolute path to a PEM file of CA certificates"
+                            .to_owned(),
+                    ));
+                }
+                tls_ca = Some(path);
+                redacted_query.push(segment.to_owned());
+                continue;
+            }
             if name == "transport" {
                 if transport.is_some() {
                     return Err(SourceError::DuplicateParameter(name));
@@ -252,6 +279,7 @@ impl RtspSource {
             query_secrets,
             transport: transport.unwrap_or(RtspTransport::Tcp),
             tls: scheme == "rtsps",
+            tls_ca,
         })
     }
 
@@ -276,6 +304,13 @@ impl RtspSource {
     /// Whether this is `rtsps://` (RTSP over TLS).
     pub fn is_tls(&self) -> bool {
         self.tls
+    }
+
+    /// For `rtsps://`, the PEM file of the CAs its certificate must chain to (`?tls_ca=`);
+    /// `None`: the system's trust store. The camera's name is checked against its certificate
+    /// either way.
+    pub fn tls_ca(&self) -> Option<&Path> {
+        self.tls_ca.as_deref()
     }
 
     /// The user and password, for rtspsrc's `user-id` / `user-pw` properties only.

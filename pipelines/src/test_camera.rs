@@ -1,7 +1,8 @@
 //! A fake IP camera for tests and benches: gstreamer-rtsp-server in-process on 127.0.0.1.
 //!
 //! It serves one shared media at `/cam`: `videotestsrc ! x264enc tune=zerolatency
-//! key-int-max=GOP ! rtph264pay name=pay0 config-interval=-1`, optionally behind Basic auth. The
+//! key-int-max=GOP ! rtph264pay name=pay0 config-interval=-1`, optionally behind Basic or Digest
+//! auth, over TLS (RTSPS), on TCP or UDP only, or with parameter sets out of band only. The
 //! server runs on its own glib main loop in a thread named `fake-rtsp-camera`.
 
 use std::fmt;
@@ -34,8 +35,31 @@ pub struct FakeCameraOptions {
     pub gop_frames: u32,
     /// Encoder bitrate in kbit/s (default 1000).
     pub bitrate_kbps: u32,
-    /// User and password; when set, Basic auth is required.
+    /// User and password; when set, Basic auth (or Digest, with `digest`) is required.
     pub credentials: Option<(String, String)>,
+    /// With `credentials`: ask for Digest auth (RFC 2617) instead of Basic.
+    pub digest: bool,
+    /// The `videotestsrc` pattern (default `ball`; `snow` does not compress, so the encoder
+    /// really sends its bitrate).
+    pub pattern: &'static str,
+    /// True (default): SPS/PPS before every IDR in the stream. False: only out of band, in the
+    /// SDP's `sprop-parameter-sets`, as some cameras send them.
+    pub parameter_sets_in_band: bool,
+    /// Which RTSP transports the camera accepts (default: TCP and UDP).
+    pub transport: FakeCameraTransport,
+    /// A PEM certificate chain and its key: serve RTSPS (RTSP over TLS) instead of RTSP.
+    pub tls: Option<(String, String)>,
+}
+
+/// The RTSP transports a fake camera accepts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FakeCameraTransport {
+    /// Interleaved TCP and UDP.
+    Any,
+    /// Interleaved TCP only.
+    TcpOnly,
+    /// UDP only.
+    UdpOnly,
 }
 
 impl Default for FakeCameraOptions {
@@ -47,6 +71,11 @@ impl Default for FakeCameraOptions {
             gop_frames: 30,
             bitrate_kbps: 1000,
             credentials: None,
+            digest: false,
+            pattern: "ball",
+            parameter_sets_in_band: true,
+            transport: FakeCameraTransport::Any,
+            tls: None,
         }
     }
 }
@@ -60,6 +89,11 @@ impl fmt::Debug for FakeCameraOptions {
             .field("gop_frames", &self.gop_frames)
             .field("bitrate_kbps", &self.bitrate_kbps)
             .field("credentials", &self.credentials.as_ref().map(|_| "***"))
+            .field("digest", &self.digest)
+            .field("pattern", &self.pattern)
+            .field("parameter_sets_in_band", &self.parameter_sets_in_band)
+            .field("transport", &self.transport)
+            .field("tls", &self.tls.is_some())
             .finish()
     }
 }
@@ -80,12 +114,30 @@ impl FakeCameraOptions {
                 )));
             }
         }
+        if !self
+            .pattern
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        {
+            return Err(PipelineError::FakeCamera(format!(
+                "pattern must be a videotestsrc pattern name, got '{}'",
+                self.pattern
+            )));
+        }
+        // Out of band: x264 in AVC form, not repeating its headers, keeps SPS/PPS in its codec
+        // data only, and the payloader then puts them in the SDP alone.
+        let (stream_format, config_interval, x264_options) = if self.parameter_sets_in_band {
+            ("byte-stream", -1, "")
+        } else {
+            ("avc", 0, " option-string=repeat-headers=0")
+        };
         Ok(format!(
-            "( videotestsrc is-live=true pattern=ball ! \
+            "( videotestsrc is-live=true pattern={} ! \
              video/x-raw,width={},height={},framerate={}/1 ! \
-             x264enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={} ! \
-             rtph264pay name=pay0 pt=96 config-interval=-1 )",
-            self.width, self.height, self.fps, self.gop_frames, self.bitrate_kbps
+             x264enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={}{x264_options} ! \
+             video/x-h264,stream-format={stream_format} ! \
+             rtph264pay name=pay0 pt=96 config-interval={config_interval} )",
+            self.pattern, self.width, self.height, self.fps, self.gop_frames, self.bitrate_kbps
         ))
     }
 }
@@ -93,6 +145,7 @@ impl FakeCameraOptions {
 /// A fake IP camera: an RTSP server in this process, on 127.0.0.1. Stopped on drop.
 pub struct FakeRtspCamera {
     port: u16,
+    tls: bool,
     context: glib::MainContext,
     main_loop: glib::MainLoop,
     thread: Option<JoinHandle<()>>,
@@ -113,10 +166,11 @@ impl FakeRtspCamera {
     ) -> Result<FakeRtspCamera, PipelineError> {
         crate::init()?;
         let launch = options.launch_line()?;
+        let tls = options.tls.is_some();
         let (ready_tx, ready_rx) = mpsc::sync_channel(1);
         let thread = thread::Builder::new()
             .name("fake-rtsp-camera".to_owned())
-            .spawn(move || serve(&launch, options.credentials, port, ready_tx))
+            .spawn(move || serve(&launch, &options, port, ready_tx))
             .map_err(|source| PipelineError::Thread {
                 name: "fake-rtsp-camera".to_owned(),
                 source,
@@ -124,6 +178,7 @@ impl FakeRtspCamera {
         match ready_rx.recv_timeout(START_TIMEOUT) {
             Ok(Ok((port, context, main_loop))) => Ok(FakeRtspCamera {
                 port,
+                tls,
                 context,
                 main_loop,
                 thread: Some(thread),
@@ -140,9 +195,11 @@ impl FakeRtspCamera {
         }
     }
 
-    /// `rtsp://127.0.0.1:PORT/cam` (no credentials in it, even when they are required).
+    /// `rtsp://127.0.0.1:PORT/cam` (`rtsps://` with TLS; no credentials in it, even when they
+    /// are required).
     pub fn url(&self) -> String {
-        format!("rtsp://127.0.0.1:{}{MOUNT}", self.port)
+        let scheme = if self.tls { "rtsps" } else { "rtsp" };
+        format!("{scheme}://127.0.0.1:{}{MOUNT}", self.port)
     }
 
     /// The port the server listens on.
@@ -187,18 +244,13 @@ type Ready = Result<(u16, glib::MainContext, glib::MainLoop), PipelineError>;
 
 /// The server thread: sets the server up on a fresh main context, reports the port, runs the
 /// loop until quit, then disconnects clients and removes the listening source.
-fn serve(
-    launch: &str,
-    credentials: Option<(String, String)>,
-    port: u16,
-    ready: mpsc::SyncSender<Ready>,
-) {
+fn serve(launch: &str, options: &FakeCameraOptions, port: u16, ready: mpsc::SyncSender<Ready>) {
     let context = glib::MainContext::new();
     let main_loop = glib::MainLoop::new(Some(&context), false);
     // Clients attach to the thread-default context of the thread that accepts them: this one.
     let pushed = context.with_thread_default(|| {
         let server = rtsp_server::RTSPServer::new();
-        let setup = set_up(&server, launch, credentials, port, &context);
+        let setup = set_up(&server, launch, options, port, &context);
         let source_id = match setup {
             Ok((source_id, port)) => {
                 if ready
@@ -236,10 +288,11 @@ fn serve(
 fn set_up(
     server: &rtsp_server::RTSPServer,
     launch: &str,
-    credentials: Option<(String, String)>,
+    options: &FakeCameraOptions,
     port: u16,
     context: &glib::MainContext,
 ) -> Result<(glib::SourceId, u16), PipelineError> {
+    use rtsp_server::gst_rtsp::{RTSPAuthMethod, RTSPLowerTrans};
     let fail = |what: &str| PipelineError::FakeCamera(what.to_owned());
     server.set_address("127.0.0.1");
     server.set_service(&port.to_string());
@@ -249,20 +302,52 @@ fn set_up(
     let factory = rtsp_server::RTSPMediaFactory::new();
     factory.set_launch(launch);
     factory.set_shared(true);
-    if let Some((user, password)) = credentials {
-        let auth = rtsp_server::RTSPAuth::new();
+    factory.set_protocols(match options.transport {
+        FakeCameraTransport::Any => RTSPLowerTrans::TCP | RTSPLowerTrans::UDP,
+        FakeCameraTransport::TcpOnly => RTSPLowerTrans::TCP,
+        FakeCameraTransport::UdpOnly => RTSPLowerTrans::UDP,
+    });
+    let auth = rtsp_server::RTSPAuth::new();
+    let mut needs_auth = false;
+    if let Some((cert, key)) = &options.tls {
+        let certificate = rtsp_server::gio::TlsCertificate::from_pem(&format!("{cert}\n{key}"))
+            .map_err(|e| PipelineError::FakeCamera(format!("TLS certificate: {e}")))?;
+        auth.set_tls_certificate(Some(&certificate));
+        needs_auth = true;
+    }
+    if let Some((user, password)) = &options.credentials {
         let token = rtsp_server::RTSPToken::builder()
             .field(rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "camera-user")
             .build();
-        let basic = rtsp_server::RTSPAuth::make_basic(&user, &password);
-        auth.add_basic(basic.as_str(), &token);
-        server.set_auth(Some(&auth));
+        if options.digest {
+            auth.set_supported_methods(RTSPAuthMethod::Digest);
+            auth.add_digest(user, password, &token);
+        } else {
+            let basic = rtsp_server::RTSPAuth::make_basic(user, password);
+            auth.add_basic(basic.as_str(), &token);
+        }
         factory.add_role_from_structure(
             &gst::Structure::builder("camera-user")
                 .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
                 .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
                 .build(),
         );
+        needs_auth = true;
+    } else if options.tls.is_some() {
+        // TLS alone: anyone who completes the handshake may watch.
+        let mut token = rtsp_server::RTSPToken::builder()
+            .field(rtsp_server::RTSP_TOKEN_MEDIA_FACTORY_ROLE, "anonymous")
+            .build();
+        auth.set_default_token(Some(&mut token));
+        factory.add_role_from_structure(
+            &gst::Structure::builder("anonymous")
+                .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_ACCESS, true)
+                .field(rtsp_server::RTSP_PERM_MEDIA_FACTORY_CONSTRUCT, true)
+                .build(),
+        );
+    }
+    if needs_auth {
+        server.set_auth(Some(&auth));
     }
     mounts.add_factory(MOUNT, factory);
     let source_id = server

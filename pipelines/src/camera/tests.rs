@@ -226,7 +226,7 @@ fn a_refused_connection_is_reported_and_retried() {
 #[cfg(feature = "test-camera")]
 mod rtsp {
     use super::*;
-    use crate::test_camera::{FakeCameraOptions, FakeRtspCamera};
+    use crate::test_camera::{FakeCameraOptions, FakeCameraTransport, FakeRtspCamera};
 
     fn small() -> FakeCameraOptions {
         FakeCameraOptions {
@@ -263,12 +263,176 @@ mod rtsp {
 
     #[test]
     fn rtsp_over_udp_delivers_too() {
-        let fake = FakeRtspCamera::start(small()).expect("fake camera");
+        // The camera takes UDP only: frames prove the transport.
+        let fake = FakeRtspCamera::start(FakeCameraOptions {
+            transport: FakeCameraTransport::UdpOnly,
+            ..small()
+        })
+        .expect("fake camera");
         let (sink, rx) = Collector::new();
         let url = format!("{}?transport=udp", fake.url());
         let camera = CameraPipeline::start("udp-cam", source(&url), sink, options(3000))
             .expect("camera starts");
         expect_idr_after_sps(&rx, Duration::from_secs(5));
+        camera.stop();
+        fake.stop();
+    }
+
+    #[test]
+    fn tcp_is_the_default_transport() {
+        let fake = FakeRtspCamera::start(FakeCameraOptions {
+            transport: FakeCameraTransport::TcpOnly,
+            ..small()
+        })
+        .expect("fake camera");
+        let (sink, rx) = Collector::new();
+        let camera = CameraPipeline::start("tcp-cam", source(&fake.url()), sink, options(3000))
+            .expect("camera starts");
+        expect_idr_after_sps(&rx, Duration::from_secs(5));
+        camera.stop();
+        fake.stop();
+    }
+
+    #[test]
+    fn digest_auth_plays_with_the_right_password_only() {
+        let fake = FakeRtspCamera::start(FakeCameraOptions {
+            credentials: Some(("operator".to_owned(), "D1gest-Pa55".to_owned())),
+            digest: true,
+            ..small()
+        })
+        .expect("fake camera");
+        let (sink, rx) = Collector::new();
+        let right = with_credentials(&fake.url(), "operator", "D1gest-Pa55");
+        let good = CameraPipeline::start("digest", source(&right), sink, options(3000))
+            .expect("camera starts");
+        expect_idr_after_sps(&rx, Duration::from_secs(5));
+
+        let (sink, rx) = Collector::new();
+        let wrong = with_credentials(&fake.url(), "operator", "N0t-It");
+        let bad = CameraPipeline::start("digest-bad", source(&wrong), sink, options(3000))
+            .expect("camera starts");
+        assert!(wait_until(Duration::from_secs(4), || bad.reconnects() >= 1));
+        let error = bad.last_error().expect("an error");
+        assert!(
+            !error.contains("N0t-It") && !error.contains("stalled"),
+            "{error}"
+        );
+        assert_eq!(drain(&rx), 0);
+        good.stop();
+        bad.stop();
+        fake.stop();
+    }
+
+    /// A dev CA and a certificate it signs for 127.0.0.1, as PEM (CA, leaf, leaf key).
+    fn tls_material() -> (String, String, String) {
+        let ca_key = rcgen::KeyPair::generate().expect("CA key");
+        let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("CA");
+        ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test camera CA");
+        let ca = ca_params.self_signed(&ca_key).expect("CA certificate");
+        let leaf_key = rcgen::KeyPair::generate().expect("leaf key");
+        let leaf_params =
+            rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("leaf");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf = leaf_params
+            .signed_by(&leaf_key, &issuer)
+            .expect("leaf certificate");
+        (ca.pem(), leaf.pem(), leaf_key.serialize_pem())
+    }
+
+    #[test]
+    fn rtsps_plays_when_the_camera_certificate_chains_to_tls_ca_and_not_otherwise() {
+        let (ca, cert, key) = tls_material();
+        let dir = std::env::temp_dir().join(format!("straja-rtsps-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let ca_file = dir.join("camera-ca.pem");
+        std::fs::write(&ca_file, ca).expect("CA file");
+        let fake = FakeRtspCamera::start(FakeCameraOptions {
+            tls: Some((cert, key)),
+            ..small()
+        })
+        .expect("fake RTSPS camera");
+        assert!(fake.url().starts_with("rtsps://"));
+
+        let (sink, rx) = Collector::new();
+        let trusted = format!("{}?tls_ca={}", fake.url(), ca_file.display());
+        let camera = CameraPipeline::start("rtsps", source(&trusted), sink, options(3000))
+            .expect("camera starts");
+        expect_idr_after_sps(&rx, Duration::from_secs(6));
+
+        // The system's trust store does not know the camera's CA: refused, not played.
+        let (sink, rx) = Collector::new();
+        let untrusted =
+            CameraPipeline::start("rtsps-untrusted", source(&fake.url()), sink, options(3000))
+                .expect("camera starts");
+        assert!(wait_until(Duration::from_secs(6), || untrusted
+            .reconnects()
+            >= 1));
+        eprintln!("untrusted RTSPS camera: {:?}", untrusted.last_error());
+        assert_eq!(drain(&rx), 0, "no packet from a camera that is not trusted");
+        camera.stop();
+        untrusted.stop();
+        fake.stop();
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    /// Whether any packet straight from the camera (no depayloading) carries an SPS.
+    fn camera_sends_sps_in_band(url: &str) -> bool {
+        use gstreamer::prelude::*;
+        let pipeline = gstreamer::parse::launch(&format!(
+            "rtspsrc location={url} protocols=tcp latency=0 ! appsink name=sink sync=false"
+        ))
+        .expect("raw client")
+        .downcast::<gstreamer::Pipeline>()
+        .expect("a pipeline");
+        let appsink = pipeline
+            .by_name("sink")
+            .and_then(|e| e.downcast::<gstreamer_app::AppSink>().ok())
+            .expect("appsink");
+        pipeline
+            .set_state(gstreamer::State::Playing)
+            .expect("plays");
+        let mut sps = false;
+        let mut packets = 0;
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while Instant::now() < deadline && packets < 200 {
+            let Some(sample) = appsink.try_pull_sample(gstreamer::ClockTime::from_mseconds(100))
+            else {
+                continue;
+            };
+            let Some(buffer) = sample.buffer() else {
+                continue;
+            };
+            let Ok(map) = buffer.map_readable() else {
+                continue;
+            };
+            packets += 1;
+            sps |= parse_rtp_h264(&map).is_some_and(|rtp| rtp.has(NAL_SPS));
+        }
+        let _ = pipeline.set_state(gstreamer::State::Null);
+        assert!(packets > 30, "the raw client got {packets} packets");
+        sps
+    }
+
+    #[test]
+    fn parameter_sets_sent_only_in_the_sdp_are_put_in_band_before_every_idr() {
+        let fake = FakeRtspCamera::start(FakeCameraOptions {
+            parameter_sets_in_band: false,
+            ..small()
+        })
+        .expect("fake camera");
+        assert!(
+            !camera_sends_sps_in_band(&fake.url()),
+            "the fake camera must send SPS/PPS out of band only"
+        );
+        let (sink, rx) = Collector::new();
+        let camera = CameraPipeline::start("oob", source(&fake.url()), sink, options(3000))
+            .expect("camera starts");
+        // Twice: the parameter sets come before every IDR, not just the first.
+        expect_idr_after_sps(&rx, Duration::from_secs(5));
+        expect_idr_after_sps(&rx, Duration::from_secs(3));
         camera.stop();
         fake.stop();
     }

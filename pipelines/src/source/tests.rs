@@ -112,6 +112,24 @@ fn rtsps_and_ipv6_hosts_parse() {
 }
 
 #[test]
+fn rtsps_takes_a_ca_file_that_stays_out_of_the_location() {
+    let source = rtsp("rtsps://cam.example/main?tls_ca=/etc/straja/camera-ca.pem&channel=1");
+    assert_eq!(
+        source.tls_ca(),
+        Some(std::path::Path::new("/etc/straja/camera-ca.pem"))
+    );
+    assert_eq!(source.location(), "rtsps://cam.example/main?channel=1");
+    assert_eq!(rtsp("rtsps://cam.example/main").tls_ca(), None);
+    for bad in [
+        "rtsp://cam.example/main?tls_ca=/ca.pem",
+        "rtsps://cam.example/main?tls_ca=relative.pem",
+        "rtsps://cam.example/main?tls_ca=/a.pem&tls_ca=/b.pem",
+    ] {
+        assert!(CameraSource::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn scrub_removes_user_and_password_from_text() {
     let source = rtsp("rtsp://alice:pa55word@10.0.0.5/s");
     assert_eq!(
