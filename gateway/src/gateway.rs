@@ -10,6 +10,7 @@ use crate::cameras::Camera;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::sessions::Sessions;
+use crate::snapshots::Snapshots;
 use crate::webrtc::WebrtcEngine;
 
 /// Everything the control plane shares.
@@ -30,6 +31,8 @@ pub struct Gateway {
     pub audit: Arc<AuditLog>,
     /// Local users' password sign-in (login page, cookies).
     pub login: LocalLogin,
+    /// Cameras' snapshots (latest keyframe as a JPEG).
+    pub snapshots: Snapshots,
 }
 
 impl Gateway {

@@ -17,5 +17,6 @@ pub mod metrics;
 pub mod metrics_server;
 pub mod server;
 pub mod sessions;
+pub mod snapshots;
 pub mod tls;
 pub mod webrtc;

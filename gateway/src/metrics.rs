@@ -48,6 +48,9 @@ pub struct Metrics {
     pub auth_failures: IntCounterVec,
     /// `straja_signed_in_users`: sign-ins held now (login page).
     pub signed_in: IntGauge,
+    /// `straja_snapshots_total{camera,outcome}`: snapshot requests by outcome (`served`,
+    /// `cached`, `unavailable`, `failed`).
+    pub snapshots: IntCounterVec,
 }
 
 impl Metrics {
@@ -162,9 +165,15 @@ impl Metrics {
                 "Sign-ins from the login page held now.",
             )
             .expect("valid metric"),
+            snapshots: counter(
+                "straja_snapshots_total",
+                "Snapshot requests, by outcome: served (decoded), cached (the same keyframe's \
+                 JPEG again), unavailable (no live keyframe), failed (could not decode).",
+                &["camera", "outcome"],
+            ),
             registry,
         };
-        let families: [Box<dyn prometheus::core::Collector>; 18] = [
+        let families: [Box<dyn prometheus::core::Collector>; 19] = [
             Box::new(build_info),
             Box::new(metrics.camera_up.clone()),
             Box::new(metrics.ingest_packets.clone()),
@@ -183,6 +192,7 @@ impl Metrics {
             Box::new(metrics.logins.clone()),
             Box::new(metrics.auth_failures.clone()),
             Box::new(metrics.signed_in.clone()),
+            Box::new(metrics.snapshots.clone()),
         ];
         for family in families {
             metrics

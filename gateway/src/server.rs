@@ -111,8 +111,11 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         config.limits.max_sessions_per_camera,
     );
     let login = crate::auth::local_login::LocalLogin::new(&config);
+    let snapshots =
+        crate::snapshots::Snapshots::new(config.cameras.iter().map(|c| c.id.as_str()), &metrics);
     let gateway = Arc::new(Gateway {
         login,
+        snapshots,
         config,
         cameras,
         sessions,

@@ -1,4 +1,5 @@
-//! Straja's GStreamer pipelines: camera ingest (RTSP, V4L2, test patterns) to H.264 RTP.
+//! Straja's GStreamer pipelines: camera ingest (RTSP, V4L2, test patterns) to H.264 RTP, and
+//! snapshots (a keyframe decoded to a JPEG).
 //!
 //! This crate knows GStreamer and nothing of HTTP, WebRTC or tokio. A camera is a
 //! [`CameraSource`] (parsed from the `source = "…"` string of the config) run by a
@@ -13,6 +14,8 @@
 //! bug. Credentials of a source never reach a log line, an error or a `Debug` print:
 //! [`CameraSource::redacted`] is the only form of a source that is ever shown.
 //!
+//! Snapshots: [`jpeg_from_keyframe`] decodes one H.264 keyframe (its RTP packets) to a JPEG.
+//!
 //! With the `test-camera` feature, [`FakeRtspCamera`] plays an IP camera in-process, for tests.
 #![deny(missing_docs)]
 
@@ -22,6 +25,7 @@ mod delivery;
 mod error;
 mod packet_sink;
 mod pipeline_description;
+mod snapshot;
 mod source;
 #[cfg(feature = "test-camera")]
 mod test_camera;
@@ -31,6 +35,10 @@ mod test_support;
 pub use camera::{CameraOptions, CameraPipeline, CameraState};
 pub use error::{PipelineError, SourceError};
 pub use packet_sink::PacketSink;
+pub use snapshot::{
+    DECODE_TIMEOUT, H264_DECODERS, JpegPicture, JpegQuality, MAX_KEYFRAME_BYTES, h264_decoder,
+    jpeg_from_keyframe,
+};
 pub use source::{CameraSource, RtspSource, RtspTransport, TEST_PATTERNS, TestSource, V4l2Source};
 #[cfg(feature = "test-camera")]
 pub use test_camera::{FakeCameraOptions, FakeRtspCamera};

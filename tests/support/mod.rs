@@ -5,6 +5,7 @@
 //!   from `/proc`.
 //! - [`gateway_under_test`]: a real gateway on loopback with a dev CA, and an HTTPS client.
 //! - [`reference_camera`]: the benchmarks' 720p30 2 Mbit/s GOP 1 s camera.
+//! - [`test_artifacts`]: where tests keep files for people to look at (`target/test-artifacts/`).
 //! - [`whep_viewer`]: an in-process webrtc-rs WHEP viewer that counts complete H.264 frames.
 #![allow(dead_code)]
 
@@ -12,4 +13,5 @@ pub mod chromium;
 pub mod gateway_process;
 pub mod gateway_under_test;
 pub mod reference_camera;
+pub mod test_artifacts;
 pub mod whep_viewer;

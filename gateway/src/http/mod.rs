@@ -10,6 +10,7 @@ pub mod login;
 pub mod page;
 pub mod request_metrics;
 pub mod security_headers;
+pub mod snapshot;
 pub mod whep;
 
 use std::sync::Arc;
@@ -35,6 +36,11 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)>
         ("GET", "/api/v1/session", get(login::whoami)),
         ("GET", "/api/v1/cameras", get(cameras::list)),
         ("POST", "/api/v1/cameras/{id}/whep", post(whep::offer)),
+        (
+            "GET",
+            "/api/v1/cameras/{id}/snapshot.jpg",
+            get(snapshot::jpeg),
+        ),
         (
             "OPTIONS",
             "/api/v1/cameras/{id}/whep",
