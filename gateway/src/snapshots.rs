@@ -54,7 +54,10 @@ pub struct Served {
 #[non_exhaustive]
 pub enum SnapshotError {
     /// The camera sent no keyframe in time (it is down, stalled or silent).
-    #[error("the camera has no picture now: no keyframe came from it within {} ms", KEYFRAME_WAIT.as_millis())]
+    #[error(
+        "the camera has no picture now: no keyframe came from it within {} ms",
+        KEYFRAME_WAIT.as_millis()
+    )]
     NoPicture,
     /// The keyframe could not be decoded (damaged, or no decoder is installed).
     #[error("could not decode the camera's picture: {0}")]
