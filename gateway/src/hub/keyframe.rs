@@ -16,8 +16,9 @@ use bytes::Bytes;
 use super::h264;
 use super::media_packet::MediaPacket;
 
-/// Largest keyframe collected from live packets, in RTP bytes (bounds [`KeyframeCollector`]).
-pub const MAX_KEYFRAME_BYTES: usize = 16 * 1024 * 1024;
+/// Largest keyframe collected from live packets, in RTP bytes (bounds [`KeyframeCollector`]): the
+/// most a snapshot decodes.
+pub const MAX_KEYFRAME_BYTES: usize = straja_pipelines::MAX_KEYFRAME_BYTES;
 
 /// What tells one keyframe from another: the stream's epoch (restarts), its RTP timestamp and
 /// the sequence number of its first packet.
