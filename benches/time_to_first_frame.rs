@@ -69,6 +69,10 @@ async fn chromium(gateway: &GatewayUnderTest, camera: &str, tries: usize) -> Vec
     page.wait_for("window.straja !== undefined", Duration::from_secs(10))
         .await
         .expect("page script");
+    // The camera wall starts every camera's tile: stop them, so each try starts its own view.
+    page.eval("straja.ready.then(() => straja.stop()).then(() => true)")
+        .await
+        .expect("wall stopped");
     let mut samples = Vec::new();
     let mut phases = Vec::new();
     for _ in 0..tries {

@@ -26,6 +26,8 @@ BUILD_PACKAGES=(
 
 # Runtime: the GStreamer elements the pipelines use (rtspsrc, parsers, payloaders, x264enc, ...),
 # and GLib's TLS backend for rtsps:// cameras.
+# gstreamer1.0-libav: avdec_h264 decodes snapshots of every H.264 profile cameras send (the
+# fallback, openh264dec from plugins-bad, cannot decode CABAC, i.e. most Main/High streams).
 RUNTIME_PACKAGES=(
     gstreamer1.0-tools
     gstreamer1.0-plugins-base
@@ -34,14 +36,14 @@ RUNTIME_PACKAGES=(
     gstreamer1.0-plugins-ugly
     gstreamer1.0-rtsp
     glib-networking
+    gstreamer1.0-libav
 )
 
-# Tests: a real browser (WebRTC viewer), decoders and ffprobe (checking recordings),
+# Tests: a real browser (WebRTC viewer), ffprobe (checking recordings and snapshots),
 # promtool and a real Prometheus server (scraping /metrics), systemd-analyze (the unit file),
 # openssl s_client (the TLS policy as a real client sees it).
 TEST_PACKAGES=(
     chromium
-    gstreamer1.0-libav
     ffmpeg
     prometheus
     systemd
@@ -59,8 +61,8 @@ usage() {
 Usage: scripts/setup.sh [--test]
 
 Installs the Debian 12 packages needed to build and run Straja and checks the Rust toolchain.
-  --test    also install what the test suite needs (chromium, gstreamer1.0-libav, ffmpeg,
-            prometheus, systemd, openssl)
+  --test    also install what the test suite needs (chromium, ffmpeg, prometheus, systemd,
+            openssl)
 Environment: APT_LOCK_WAIT=SECONDS (default 600) bounds the wait for another apt/dpkg process.
 EOF
 }

@@ -66,6 +66,11 @@ fn expected(method: &str, path: &str, caller: &str) -> Expect {
             "security-gate" => Ok,
             _ => Forbidden,
         },
+        // A snapshot is footage too: security staff with the camera, and nobody else.
+        ("GET", "/api/v1/cameras/{id}/snapshot.jpg") => match caller {
+            "security-gate" => Ok,
+            _ => Forbidden,
+        },
         ("DELETE", "/api/v1/sessions/{sid}") => match caller {
             "ops" | "security-gate" | "security-yard" => Ok,
             _ => Forbidden,

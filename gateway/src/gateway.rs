@@ -11,6 +11,7 @@ use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::recording::Recordings;
 use crate::sessions::Sessions;
+use crate::snapshots::Snapshots;
 use crate::webrtc::WebrtcEngine;
 
 /// Everything the control plane shares.
@@ -33,6 +34,8 @@ pub struct Gateway {
     pub login: LocalLogin,
     /// Recorders, recorded segments and their key.
     pub recordings: Recordings,
+    /// Cameras' snapshots (latest keyframe as a JPEG).
+    pub snapshots: Snapshots,
 }
 
 impl Gateway {

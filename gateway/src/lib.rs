@@ -19,5 +19,6 @@ pub mod metrics_server;
 pub mod recording;
 pub mod server;
 pub mod sessions;
+pub mod snapshots;
 pub mod tls;
 pub mod webrtc;

@@ -66,6 +66,9 @@ pub struct Metrics {
     pub recording_stored_bytes: IntGaugeVec,
     /// `straja_recording_disk_free_bytes`: free space on the recordings' filesystem.
     pub recording_disk_free_bytes: IntGauge,
+    /// `straja_snapshots_total{camera,outcome}`: snapshot requests by outcome (`served`,
+    /// `cached`, `unavailable`, `failed`).
+    pub snapshots: IntCounterVec,
 }
 
 impl Metrics {
@@ -226,9 +229,15 @@ impl Metrics {
                 "Free bytes on the filesystem that holds the recordings.",
             )
             .expect("valid metric"),
+            snapshots: counter(
+                "straja_snapshots_total",
+                "Snapshot requests, by outcome: served (decoded), cached (the same keyframe's \
+                 JPEG again), unavailable (no live keyframe), failed (could not decode).",
+                &["camera", "outcome"],
+            ),
             registry,
         };
-        let families: [Box<dyn prometheus::core::Collector>; 26] = [
+        let families: [Box<dyn prometheus::core::Collector>; 27] = [
             Box::new(build_info),
             Box::new(metrics.camera_up.clone()),
             Box::new(metrics.ingest_packets.clone()),
@@ -255,6 +264,7 @@ impl Metrics {
             Box::new(metrics.recording_deleted.clone()),
             Box::new(metrics.recording_stored_bytes.clone()),
             Box::new(metrics.recording_disk_free_bytes.clone()),
+            Box::new(metrics.snapshots.clone()),
         ];
         for family in families {
             metrics

@@ -116,9 +116,12 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     );
     let login = crate::auth::local_login::LocalLogin::new(&config);
     let recordings = crate::recording::Recordings::start(&config, &cameras, metrics.clone())?;
+    let snapshots =
+        crate::snapshots::Snapshots::new(config.cameras.iter().map(|c| c.id.as_str()), &metrics);
     let gateway = Arc::new(Gateway {
         recordings,
         login,
+        snapshots,
         config,
         cameras,
         sessions,

@@ -1,4 +1,5 @@
-//! The crate's errors: [`PipelineError`] for everything that builds or runs GStreamer, and
+//! The crate's errors: [`PipelineError`] for everything that builds or runs GStreamer (camera
+//! ingest, snapshots, the fake camera), and
 //! [`SourceError`] for a camera source string that cannot be used.
 //!
 //! Messages say what is wrong and never carry credentials: a source's user and password never
@@ -17,6 +18,10 @@ pub enum PipelineError {
     /// GStreamer refused the pipeline description (a bug here, or an unusual GStreamer build).
     #[error("could not build the pipeline: {0}")]
     Build(String),
+    /// A snapshot's keyframe could not be decoded to a picture (broken or incomplete packets,
+    /// or the decoder failed or took too long).
+    #[error("could not decode the keyframe: {0}")]
+    Decode(String),
     /// The camera id cannot name a thread (it contains a NUL byte).
     #[error("camera id must not contain a NUL byte")]
     InvalidId,

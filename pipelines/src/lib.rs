@@ -1,4 +1,5 @@
-//! Straja's GStreamer pipelines: camera ingest (RTSP, V4L2, test patterns) to H.264 RTP.
+//! Straja's GStreamer pipelines: camera ingest (RTSP, V4L2, test patterns) to H.264 RTP, and
+//! snapshots (a keyframe decoded to a JPEG).
 //!
 //! This crate knows GStreamer and nothing of HTTP, WebRTC or tokio. A camera is a
 //! [`CameraSource`] (parsed from the `source = "…"` string of the config) run by a
@@ -16,6 +17,8 @@
 //! Recording: [`FragmentedMp4Muxer`] turns a camera's RTP into fragmented MP4 for one segment;
 //! [`demux_segment`] and [`Mp4Export`] turn recorded segments back into one playable MP4.
 //!
+//! Snapshots: [`jpeg_from_keyframe`] decodes one H.264 keyframe (its RTP packets) to a JPEG.
+//!
 //! With the `test-camera` feature, [`FakeRtspCamera`] plays an IP camera in-process, and
 //! [`h264_rtp_clip`] makes a short encoded RTP clip, for tests.
 #![deny(missing_docs)]
@@ -30,6 +33,7 @@ mod packet_sink;
 mod pipeline_description;
 #[cfg(any(test, feature = "test-camera"))]
 mod rtp_clip;
+mod snapshot;
 mod source;
 #[cfg(feature = "test-camera")]
 mod test_camera;
@@ -43,6 +47,10 @@ pub use mp4_export::{Mp4Export, SegmentSamples, VideoSample, demux_segment};
 pub use packet_sink::PacketSink;
 #[cfg(any(test, feature = "test-camera"))]
 pub use rtp_clip::h264_rtp_clip;
+pub use snapshot::{
+    DECODE_TIMEOUT, H264_DECODERS, JpegPicture, JpegQuality, MAX_KEYFRAME_BYTES, h264_decoder,
+    jpeg_from_keyframe,
+};
 pub use source::{CameraSource, RtspSource, RtspTransport, TEST_PATTERNS, TestSource, V4l2Source};
 #[cfg(feature = "test-camera")]
 pub use test_camera::{FakeCameraOptions, FakeCameraTransport, FakeRtspCamera};

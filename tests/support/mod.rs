@@ -6,6 +6,7 @@
 //! - [`gateway_under_test`]: a real gateway on loopback with a dev CA, and an HTTPS client.
 //! - [`recordings`]: segment files decrypted with the gateway's key, MP4s checked with ffprobe.
 //! - [`reference_camera`]: the benchmarks' 720p30 2 Mbit/s GOP 1 s camera.
+//! - [`test_artifacts`]: where tests keep files for people to look at (`target/test-artifacts/`).
 //! - [`whep_viewer`]: an in-process webrtc-rs WHEP viewer that counts complete H.264 frames.
 #![allow(dead_code)]
 
@@ -14,4 +15,5 @@ pub mod gateway_process;
 pub mod gateway_under_test;
 pub mod recordings;
 pub mod reference_camera;
+pub mod test_artifacts;
 pub mod whep_viewer;

@@ -18,6 +18,9 @@ pub enum Action {
     /// A live view ended.
     #[serde(rename = "view.stop")]
     ViewStop,
+    /// A camera's snapshot (its latest keyframe as a JPEG) was served.
+    #[serde(rename = "view.snapshot")]
+    ViewSnapshot,
     /// A request was refused for lack of a valid token, role or camera grant.
     #[serde(rename = "access.denied")]
     AccessDenied,

@@ -94,6 +94,14 @@ pub const RULES: &[RouteRule] = &[
         },
     },
     RouteRule {
+        method: "GET",
+        path: "/api/v1/cameras/{id}/snapshot.jpg",
+        access: Access::Roles {
+            roles: &[Role::Security],
+            camera_param: Some("id"),
+        },
+    },
+    RouteRule {
         method: "OPTIONS",
         path: "/api/v1/cameras/{id}/whep",
         access: Access::Public,
@@ -214,18 +222,27 @@ mod tests {
 
     #[test]
     fn security_staff_reach_only_their_cameras() {
-        let whep = rule("POST", "/api/v1/cameras/{id}/whep").unwrap().access;
-        let staff = claims(Role::Security, &["gate"]);
-        assert_eq!(decide(whep, &staff, Some("gate")), Decision::Allow);
-        assert!(matches!(
-            decide(whep, &staff, Some("yard")),
-            Decision::Forbid(_)
-        ));
-        for role in [Role::Ops, Role::Clinician, Role::Patient] {
+        // Live video and snapshots are footage: ops see health, not pictures.
+        for (method, path) in [
+            ("POST", "/api/v1/cameras/{id}/whep"),
+            ("GET", "/api/v1/cameras/{id}/snapshot.jpg"),
+        ] {
+            let footage = rule(method, path).unwrap().access;
+            let staff = claims(Role::Security, &["gate"]);
+            assert_eq!(decide(footage, &staff, Some("gate")), Decision::Allow);
             assert!(matches!(
-                decide(whep, &claims(role, &["gate"]), Some("gate")),
+                decide(footage, &staff, Some("yard")),
                 Decision::Forbid(_)
             ));
+            for role in [Role::Ops, Role::Clinician, Role::Patient] {
+                assert!(
+                    matches!(
+                        decide(footage, &claims(role, &["gate"]), Some("gate")),
+                        Decision::Forbid(_)
+                    ),
+                    "{method} {path} as {role:?}"
+                );
+            }
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod page;
 pub mod recordings;
 pub mod request_metrics;
 pub mod security_headers;
+pub mod snapshot;
 pub mod whep;
 
 use std::sync::Arc;
@@ -36,6 +37,11 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)>
         ("GET", "/api/v1/session", get(login::whoami)),
         ("GET", "/api/v1/cameras", get(cameras::list)),
         ("POST", "/api/v1/cameras/{id}/whep", post(whep::offer)),
+        (
+            "GET",
+            "/api/v1/cameras/{id}/snapshot.jpg",
+            get(snapshot::jpeg),
+        ),
         (
             "OPTIONS",
             "/api/v1/cameras/{id}/whep",

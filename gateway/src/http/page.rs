@@ -1,5 +1,5 @@
-//! The web page at `/`: lists the cameras and plays one live over WHEP. Static files compiled in;
-//! no inline script or style, so the Content-Security-Policy can forbid them.
+//! The web page at `/`: sign-in and the camera wall, every camera a live tile over WHEP. Static
+//! files compiled in; no inline script or style, so the Content-Security-Policy can forbid them.
 
 use axum::http::header;
 use axum::response::IntoResponse;

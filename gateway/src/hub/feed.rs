@@ -17,6 +17,7 @@ use tokio::sync::mpsc;
 
 use super::gop_cache::{DEFAULT_GOP_CACHE_BYTES, GopCache};
 use super::h264;
+use super::keyframe::Keyframe;
 use super::media_packet::MediaPacket;
 use super::rtp_header::RtpHeader;
 use crate::metrics::CameraMetrics;
@@ -267,6 +268,12 @@ impl CameraFeed {
         self.metrics.gop_cache_replays.inc();
         Some(packets)
     }
+
+    /// The keyframe the cached GOP starts with (its access unit only), if one is cached, whole,
+    /// and the camera is live. Not counted as a replay: for snapshots.
+    pub fn latest_keyframe(&self) -> Option<Keyframe> {
+        self.gop.latest_keyframe(Instant::now())
+    }
 }
 
 impl PacketSink for CameraFeed {
@@ -412,6 +419,26 @@ mod tests {
             .map(|p| p.epoch)
             .collect();
         assert_eq!(epochs, [0, 0, 1, 1]);
+    }
+
+    #[test]
+    fn the_latest_keyframe_is_not_counted_as_a_replay() {
+        let feed = feed();
+        let marked = |seq: u16, payload: &[u8]| {
+            let mut p = rtp(seq, payload).to_vec();
+            p[1] |= 0x80;
+            Bytes::from(p)
+        };
+        feed.publish(rtp(1, &[0x67, 0x42])); // SPS
+        feed.publish(marked(2, &[0x65, 0x88])); // IDR, the frame's last packet
+        let mut next_frame = rtp(3, &[0x41]).to_vec();
+        next_frame[7] = 8; // a later timestamp
+        feed.publish(Bytes::from(next_frame));
+        let keyframe = feed.latest_keyframe().expect("a whole keyframe");
+        assert_eq!(keyframe.packets.len(), 2);
+        assert_eq!(feed.metrics().gop_cache_replays.get(), 0);
+        assert_eq!(feed.cached_gop().map(|gop| gop.len()), Some(3));
+        assert_eq!(feed.metrics().gop_cache_replays.get(), 1);
     }
 
     struct CountingSource(AtomicUsize);

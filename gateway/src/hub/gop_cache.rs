@@ -14,6 +14,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use super::keyframe::{self, Keyframe};
 use super::media_packet::MediaPacket;
 
 /// Default bound on one camera's cached GOP: a 2 s GOP at 16 Mbit/s.
@@ -110,6 +111,17 @@ impl GopCache {
             return None;
         }
         Some(state.packets.clone())
+    }
+
+    /// The current GOP's keyframe alone (its access unit, see [`keyframe`]), if the GOP is usable
+    /// at `now` and its keyframe has fully arrived. Copies only the keyframe's packet handles.
+    pub fn latest_keyframe(&self, now: Instant) -> Option<Keyframe> {
+        let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let newest = state.packets.last()?;
+        if now.saturating_duration_since(newest.arrived) > MAX_GOP_SILENCE {
+            return None;
+        }
+        keyframe::keyframe_at_start(&state.packets)
     }
 }
 
@@ -216,6 +228,25 @@ mod tests {
         assert!(cache.snapshot(Instant::now()).is_some());
         let later = Instant::now() + MAX_GOP_SILENCE + Duration::from_millis(1);
         assert!(cache.snapshot(later).is_none());
+    }
+
+    #[test]
+    fn the_latest_keyframe_is_the_gop_s_first_access_unit_only() {
+        let cache = GopCache::new(1 << 20);
+        cache.push(&packet(1, 0, true, 100)); // SPS
+        assert!(
+            cache.latest_keyframe(Instant::now()).is_none(),
+            "no marker yet"
+        );
+        let mut idr_end = packet(2, 0, false, 100);
+        idr_end.header.marker = true;
+        cache.push(&idr_end);
+        cache.push(&packet(3, 3000, false, 100)); // a P frame
+        let keyframe = cache.latest_keyframe(Instant::now()).expect("keyframe");
+        assert_eq!(keyframe.packets.len(), 2);
+        assert_eq!((keyframe.id.timestamp, keyframe.id.first_sequence), (0, 1));
+        let later = Instant::now() + MAX_GOP_SILENCE + Duration::from_millis(1);
+        assert!(cache.latest_keyframe(later).is_none(), "not live");
     }
 
     #[test]

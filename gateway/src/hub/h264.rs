@@ -1,5 +1,6 @@
 //! H.264 RTP payload inspection (RFC 6184): does this packet start a keyframe a decoder can begin
-//! from? The hub starts every new or recovering viewer at such a packet.
+//! from? The hub starts every new or recovering viewer at such a packet. Does it carry picture
+//! data? A keyframe's access unit ends with such a packet (see [`super::keyframe`]).
 
 const NAL_IDR: u8 = 5;
 const NAL_SPS: u8 = 7;
@@ -19,6 +20,20 @@ pub fn starts_keyframe(payload: &[u8]) -> bool {
             .get(1)
             .is_some_and(|fu| fu & 0x80 != 0 && fu & 0x1f == NAL_IDR),
         _ => false,
+    }
+}
+
+/// True when an H.264 RTP payload carries (a part of) a coded slice, i.e. picture data rather than
+/// only parameter sets or SEI: a frame's last packet (marker bit) is one of these.
+pub fn carries_slice(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    let is_slice = |nal_type: u8| (1..=NAL_IDR).contains(&nal_type);
+    match first & 0x1f {
+        NAL_STAP_A => stap_a_nal_types(&payload[1..]).any(is_slice),
+        NAL_FU_A => payload.get(1).is_some_and(|fu| is_slice(fu & 0x1f)),
+        nal_type => is_slice(nal_type),
     }
 }
 
@@ -53,6 +68,18 @@ mod tests {
         assert!(!starts_keyframe(&no_sps));
         let truncated = [0x78, 0, 9, 0x67];
         assert!(!starts_keyframe(&truncated));
+    }
+
+    #[test]
+    fn tells_slices_from_parameter_sets() {
+        assert!(carries_slice(&[0x65, 0x88])); // IDR
+        assert!(carries_slice(&[0x41, 0x9a])); // non-IDR
+        assert!(carries_slice(&[0x7c, 0x05, 0xb8])); // FU-A of an IDR, middle
+        assert!(!carries_slice(&[0x78, 0, 2, 0x67, 0x42, 0, 1, 0x68])); // STAP-A SPS+PPS
+        assert!(carries_slice(&[0x78, 0, 1, 0x68, 0, 2, 0x65, 0x88])); // STAP-A PPS+IDR
+        assert!(!carries_slice(&[0x06, 0x05])); // SEI
+        assert!(!carries_slice(&[0x7c])); // truncated FU-A
+        assert!(!carries_slice(&[]));
     }
 
     #[test]

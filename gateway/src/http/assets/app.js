@@ -1,19 +1,33 @@
-// Straja camera page: signs in (user name and password, or an access token), lists cameras and
-// plays one over WHEP (draft-ietf-wish-whep).
-// window.straja exposes play(id), stop(), signOut() and the current RTCPeerConnection for tests
-// and debugging.
+// Straja camera page: signs in (user name and password, or an access token) and shows the camera
+// wall: every camera the user may see as a live tile, each with its own WHEP session
+// (draft-ietf-wish-whep) and its state, refreshed from GET /api/v1/cameras. A tile opens large
+// and goes back to the wall.
+// window.straja exposes play(id) (opens a camera large, starting its view if it is not live),
+// stop() (ends every view), signOut(), framesDecoded([id]), the tiles, and `pc`, the
+// RTCPeerConnection of the camera open large, for tests and debugging.
 "use strict";
 
 const TOKEN_KEY = "straja.token";
+/// How often the cameras' states are refreshed while signed in.
+const REFRESH_MS = 3000;
 const $ = (id) => document.getElementById(id);
 const statusEl = $("status");
 const signinEl = $("signin");
-const listEl = $("cameras");
-const video = $("video");
+const wallEl = $("wall");
+const tileTemplate = $("tile");
 // csrf: the sign-in's CSRF token (cookie sign-ins only; never stored beyond this page).
-const straja = { pc: null, session: null, camera: null, csrf: null, identity: null };
+const straja = { csrf: null, identity: null, tiles: new Map(), focused: null, timings: {} };
 window.straja = straja;
 let idleTimer = null;
+let refreshTimer = null;
+
+Object.defineProperty(straja, "pc", {
+  get() {
+    const tile = straja.tiles.get(straja.focused);
+    return tile ? tile.pc : null;
+  },
+});
+Object.defineProperty(straja, "camera", { get() { return straja.focused; } });
 
 function setStatus(text) { statusEl.textContent = text; }
 
@@ -42,39 +56,56 @@ async function reasonOf(response) {
 }
 
 // Every API call goes through here: a 401 means the sign-in ended (logout elsewhere, inactivity,
-// a changed password): the page stops the video and asks to sign in again.
-async function api(path, options = {}, write = false) {
+// a changed password): the page stops the video and asks to sign in again. A `background` call
+// (the wall's state refresh) is not the user's activity and does not put off the idle sign-out.
+async function api(path, options = {}, write = false, background = false) {
   const response = await fetch(path, { ...options, headers: authorized(options.headers, write) });
   if (response.status === 401) {
     const reason = await reasonOf(response);
     await signedOut(reason);
     throw new Error(reason);
   }
-  armIdleTimer();
+  if (!background) armIdleTimer();
   return response;
 }
 
-// After the idle timeout without a request, the gateway has ended the sign-in: show it at once
-// (the screen stops showing cameras) rather than at the next click.
+// Automatic logoff: after the idle timeout without the user doing anything, the page ends every
+// view and the sign-in (the wall's background refresh would otherwise keep it alive on the
+// gateway), and the screen stops showing cameras.
 function armIdleTimer() {
   clearTimeout(idleTimer);
   const seconds = straja.identity && straja.identity.idle_timeout_seconds;
   if (!seconds) return;
   idleTimer = setTimeout(() => {
-    signedOut("You were signed out after a period of inactivity. Sign in again.");
+    endSignIn("You were signed out after a period of inactivity. Sign in again.");
   }, seconds * 1000 + 1000);
+}
+
+/// Ends every view and the sign-in (on the gateway too, for a cookie sign-in), then shows why.
+async function endSignIn(reason) {
+  const usingCookie = !sessionStorage.getItem(TOKEN_KEY);
+  await stopAll(true);
+  if (usingCookie) {
+    await fetch("/api/v1/logout", { method: "POST", headers: authorized({}, true) }).catch(() => {});
+  }
+  await signedOut(reason);
 }
 
 async function signedOut(reason) {
   clearTimeout(idleTimer);
+  clearInterval(refreshTimer);
+  refreshTimer = null;
   sessionStorage.removeItem(TOKEN_KEY);
   straja.csrf = null;
   straja.identity = null;
-  await stopPlayback(false);
+  await stopAll(false);
+  closeTile();
+  straja.tiles.clear();
+  wallEl.replaceChildren();
   $("viewer").hidden = true;
+  $("views").hidden = true;
   $("identity").hidden = true;
   $("signout").hidden = true;
-  listEl.replaceChildren();
   $("signin-reason").textContent = reason || "";
   $("password").value = "";
   signinEl.hidden = false;
@@ -89,9 +120,12 @@ function signedIn(identity) {
   $("identity").textContent = `${identity.user} · ${identity.role}`;
   $("identity").hidden = false;
   $("signout").hidden = false;
+  $("views").hidden = false;
   $("viewer").hidden = false;
   armIdleTimer();
-  return loadCameras();
+  clearInterval(refreshTimer);
+  refreshTimer = setInterval(() => { loadCameras(true).catch(() => {}); }, REFRESH_MS);
+  return loadCameras(false);
 }
 
 async function whoAmI() {
@@ -133,74 +167,180 @@ $("token-submit").addEventListener("click", () => {
   straja.ready = whoAmI().catch((e) => setStatus(e.message));
 });
 
-straja.signOut = async function signOut() {
-  const usingCookie = !sessionStorage.getItem(TOKEN_KEY);
-  await stopPlayback(true);
-  if (usingCookie) {
-    await fetch("/api/v1/logout", { method: "POST", headers: authorized({}, true) }).catch(() => {});
-  }
-  await signedOut("You have signed out.");
-};
+straja.signOut = () => endSignIn("You have signed out.");
 $("signout").addEventListener("click", () => { straja.signOut(); });
 
-async function loadCameras() {
-  const response = await api("/api/v1/cameras");
+// ---- The wall -------------------------------------------------------------------------------
+
+/// Only security staff may watch; others (ops) see the cameras' states without pictures.
+function mayWatch() { return Boolean(straja.identity && straja.identity.role === "security"); }
+
+/// Loads the cameras and brings the wall up to date: new tiles (started), gone tiles (stopped),
+/// states; a tile whose view failed is started again once its camera plays.
+async function loadCameras(background) {
+  const response = await api("/api/v1/cameras", {}, false, background);
   if (!response.ok) throw new Error(`cameras: ${await reasonOf(response)}`);
   const cameras = await response.json();
-  listEl.replaceChildren(...cameras.map((camera) => {
-    const item = document.createElement("li");
-    const button = document.createElement("button");
-    button.type = "button";
-    button.dataset.camera = camera.id;
-    button.setAttribute("aria-pressed", "false");
-    button.textContent = camera.name;
-    const state = document.createElement("span");
-    state.className = "state";
-    state.textContent = `${camera.state} · ${camera.viewers} watching`;
-    button.append(state);
-    button.addEventListener("click", () => straja.play(camera.id).catch((e) => setStatus(e.message)));
-    item.append(button);
-    return item;
-  }));
-  setStatus(cameras.length ? "Choose a camera" : "No cameras you may view");
+  if (!straja.identity) return cameras;
+  const seen = new Set(cameras.map((c) => c.id));
+  for (const [id, tile] of straja.tiles) {
+    if (!seen.has(id)) {
+      stopTile(tile, true);
+      if (straja.focused === id) closeTile();
+      tile.el.remove();
+      straja.tiles.delete(id);
+    }
+  }
+  cameras.forEach((camera, index) => {
+    let tile = straja.tiles.get(camera.id);
+    if (!tile) {
+      tile = makeTile(camera);
+      straja.tiles.set(camera.id, tile);
+    }
+    if (wallEl.children[index] !== tile.el) {
+      wallEl.insertBefore(tile.el, wallEl.children[index] || null);
+    }
+    tile.camera = camera;
+    tile.nameEl.textContent = camera.name;
+    if (mayWatch() && !tile.starting && (tile.view === "idle" ||
+        (["failed", "unavailable"].includes(tile.view) && camera.state === "playing"))) {
+      ensurePlaying(tile).catch(() => {});
+    }
+    showState(tile);
+  });
+  if (!background) {
+    const count = `${cameras.length} camera${cameras.length === 1 ? "" : "s"}`;
+    setStatus(!cameras.length ? "No cameras you may view"
+      : mayWatch() ? count : `${count}: states only (live view is for security staff)`);
+  }
   return cameras;
 }
 
-// Ends the current view; `tell` also ends the session on the gateway (DELETE).
-async function stopPlayback(tell) {
-  const { pc, session } = straja;
-  straja.pc = null;
-  straja.session = null;
-  if (pc) pc.close();
-  video.srcObject = null;
-  if (tell && session) {
-    await fetch(session, { method: "DELETE", headers: authorized({}, true) }).catch(() => {});
+function makeTile(camera) {
+  const el = tileTemplate.content.firstElementChild.cloneNode(true);
+  el.dataset.camera = camera.id;
+  const tile = {
+    id: camera.id,
+    camera,
+    el,
+    video: el.querySelector(".tile-video"),
+    noteEl: el.querySelector(".tile-note"),
+    nameEl: el.querySelector(".tile-name"),
+    stateEl: el.querySelector(".tile-state"),
+    openEl: el.querySelector(".tile-open"),
+    closeEl: el.querySelector(".tile-close"),
+    pc: null,
+    session: null,
+    // Bumped by every start and stop: an older start that resolves late undoes itself.
+    generation: 0,
+    starting: null,
+    view: "idle",
+    detail: "",
+    timings: {},
+  };
+  const open = () => { armIdleTimer(); openTile(tile); };
+  tile.openEl.addEventListener("click", open);
+  el.querySelector(".tile-screen").addEventListener("click", () => {
+    if (mayWatch() && straja.focused !== tile.id) open();
+  });
+  tile.closeEl.addEventListener("click", () => { armIdleTimer(); closeTile(); });
+  if (!mayWatch()) {
+    tile.noteEl.textContent = "Live view is for security staff";
+    tile.noteEl.hidden = false;
+    tile.openEl.hidden = true;
+  }
+  return tile;
+}
+
+const VIEW_LABELS = {
+  idle: "", connecting: "connecting…", live: "live", reconnecting: "connection lost, retrying",
+  failed: "connection failed", unavailable: "unavailable", denied: "not allowed",
+  stopped: "stopped",
+};
+
+function showState(tile) {
+  const camera = tile.camera;
+  tile.el.dataset.state = camera.state;
+  tile.el.dataset.view = tile.view;
+  const parts = [camera.state];
+  if (mayWatch()) {
+    const label = VIEW_LABELS[tile.view] || tile.view;
+    if (label) parts.push(tile.detail ? `${label}: ${tile.detail}` : label);
+  } else {
+    parts.push(`${camera.viewers} watching`);
+  }
+  tile.stateEl.textContent = parts.join(" · ");
+}
+
+function setView(tile, view, detail = "") {
+  tile.view = view;
+  tile.detail = detail;
+  showState(tile);
+}
+
+function openTile(tile) {
+  if (straja.focused && straja.focused !== tile.id) closeTile();
+  straja.focused = tile.id;
+  wallEl.classList.add("focused");
+  tile.el.classList.add("open");
+  tile.openEl.hidden = true;
+  tile.closeEl.hidden = false;
+  if (mayWatch() && !["live", "connecting", "reconnecting"].includes(tile.view)) {
+    ensurePlaying(tile).catch((e) => setStatus(e.message));
   }
 }
 
-straja.stop = () => stopPlayback(true);
+function closeTile() {
+  const tile = straja.tiles.get(straja.focused);
+  straja.focused = null;
+  wallEl.classList.remove("focused");
+  if (!tile) return;
+  tile.el.classList.remove("open");
+  tile.openEl.hidden = !mayWatch();
+  tile.closeEl.hidden = true;
+}
 
-straja.play = async function play(cameraId) {
-  await straja.stop();
-  straja.camera = cameraId;
-  for (const b of listEl.querySelectorAll("button")) {
-    b.setAttribute("aria-pressed", String(b.dataset.camera === cameraId));
+document.addEventListener("keydown", (event) => {
+  if (event.key === "Escape" && straja.focused) { armIdleTimer(); closeTile(); }
+});
+
+/// The tile's view: the session it has or is getting, or a new one.
+function ensurePlaying(tile) {
+  if (tile.starting) return tile.starting;
+  if (tile.session && tile.pc && ["live", "connecting", "reconnecting"].includes(tile.view)) {
+    return Promise.resolve(tile.session);
   }
-  setStatus("Connecting…");
+  const started = startTile(tile).finally(() => {
+    if (tile.starting === started) tile.starting = null;
+  });
+  tile.starting = started;
+  return started;
+}
+
+/// Starts a new WHEP session in the tile (ending the one it had); resolves with its URL.
+/// A start that a stop overtakes may never settle (a closed RTCPeerConnection leaves its pending
+/// promises pending): nothing waits for it, and a session it still gets is deleted.
+async function startTile(tile) {
+  const previous = detach(tile);
+  if (previous) deleteSession(previous);
+  const generation = tile.generation;
+  const current = () => generation === tile.generation;
+  setView(tile, "connecting");
   const t0 = performance.now();
-  const mark = (name) => { straja.timings[name] = Math.round(performance.now() - t0); };
-  straja.timings = {};
+  tile.timings = {};
+  const mark = (name) => { tile.timings[name] = Math.round(performance.now() - t0); };
   const pc = new RTCPeerConnection();
-  straja.pc = pc;
+  tile.pc = pc;
   pc.addTransceiver("video", { direction: "recvonly" });
   pc.addEventListener("track", (event) => {
-    video.srcObject = event.streams[0] || new MediaStream([event.track]);
+    if (current()) tile.video.srcObject = event.streams[0] || new MediaStream([event.track]);
   });
   pc.addEventListener("connectionstatechange", () => {
-    const labels = { connected: "Live", connecting: "Connecting…", failed: "Connection failed",
-                     disconnected: "Connection lost — retrying", closed: "Stopped" };
-    setStatus(labels[pc.connectionState] || pc.connectionState);
+    if (!current()) return;
     mark(pc.connectionState);
+    const views = { connected: "live", connecting: "connecting", disconnected: "reconnecting",
+                    failed: "failed", closed: "stopped" };
+    setView(tile, views[pc.connectionState] || tile.view);
   });
   await pc.setLocalDescription(await pc.createOffer());
   // No wait for ICE gathering: the gateway is ICE-lite and learns this browser's address from its
@@ -208,31 +348,85 @@ straja.play = async function play(cameraId) {
   mark("offer");
   let response;
   try {
-    response = await api(`/api/v1/cameras/${encodeURIComponent(cameraId)}/whep`, {
+    response = await api(`/api/v1/cameras/${encodeURIComponent(tile.id)}/whep`, {
       method: "POST",
       headers: { "Content-Type": "application/sdp" },
       body: pc.localDescription.sdp,
     }, true);
   } catch (e) {
     pc.close();
+    if (current()) { tile.pc = null; setView(tile, "failed", e.message); }
     throw e;
   }
-  if (response.status !== 201) {
+  const where = response.status === 201 ? response.headers.get("Location") : null;
+  const session = where ? new URL(where, location.href).href : null;
+  if (!current()) {
+    // Stopped or started again meanwhile: this session is not wanted.
+    pc.close();
+    if (session) deleteSession(session);
+    return null;
+  }
+  if (!session) {
     const reason = await reasonOf(response);
     pc.close();
+    tile.pc = null;
+    setView(tile, response.status === 403 ? "denied" : "unavailable", reason);
     throw new Error(`Cannot play: ${reason}`);
   }
   mark("answered");
-  straja.session = new URL(response.headers.get("Location"), location.href).href;
+  tile.session = session;
   await pc.setRemoteDescription({ type: "answer", sdp: await response.text() });
-  return straja.session;
+  return session;
+}
+
+function deleteSession(session) {
+  return fetch(session, { method: "DELETE", headers: authorized({}, true) }).catch(() => {});
+}
+
+/// Ends the tile's view at once (a start under way no longer counts); returns its session, if it
+/// had one.
+function detach(tile) {
+  tile.generation++;
+  tile.starting = null;
+  const { pc, session } = tile;
+  tile.pc = null;
+  tile.session = null;
+  if (pc) pc.close();
+  tile.video.srcObject = null;
+  if (pc || session) setView(tile, "stopped");
+  return session;
+}
+
+/// Ends the tile's view; `tell` also ends the session on the gateway (DELETE).
+async function stopTile(tile, tell) {
+  const session = detach(tile);
+  if (tell && session) await deleteSession(session);
+}
+
+async function stopAll(tell) {
+  await Promise.all([...straja.tiles.values()].map((tile) => stopTile(tile, tell)));
+}
+
+straja.stop = () => stopAll(true);
+
+/// Opens camera `cameraId` large, starting its view unless it is live; resolves with its session.
+straja.play = async function play(cameraId) {
+  await straja.ready;
+  const tile = straja.tiles.get(cameraId);
+  if (!tile) throw new Error(`Cannot play: no camera '${cameraId}' on the wall`);
+  openTile(tile);
+  const session = await ensurePlaying(tile);
+  straja.timings = tile.timings;
+  return session;
 };
 
-/// Frames decoded so far on the current session (from getStats), for tests and the status line.
-straja.framesDecoded = async function framesDecoded() {
-  if (!straja.pc) return 0;
+/// Frames decoded so far by camera `cameraId`'s view (default: the camera open large), from
+/// getStats, for tests and the status line.
+straja.framesDecoded = async function framesDecoded(cameraId) {
+  const tile = straja.tiles.get(cameraId === undefined ? straja.focused : cameraId);
+  if (!tile || !tile.pc) return 0;
   let frames = 0;
-  (await straja.pc.getStats()).forEach((s) => {
+  (await tile.pc.getStats()).forEach((s) => {
     if (s.type === "inbound-rtp" && s.kind === "video") frames = s.framesDecoded || 0;
   });
   return frames;
