@@ -26,6 +26,8 @@ pub struct Camera {
     pub name: String,
     /// Its fan-out point.
     pub feed: Arc<CameraFeed>,
+    /// Its audio's fan-out point (silent for a camera without audio).
+    pub audio_feed: Arc<CameraFeed>,
     pipeline: Option<Arc<CameraPipeline>>,
     start_error: Option<String>,
 }
@@ -53,14 +55,21 @@ impl Camera {
             metrics.camera(&config.id),
             config.gop_cache_bytes,
         );
+        let audio_feed = CameraFeed::audio(&config.id, metrics.camera(&config.id));
         let started = CameraSource::parse(&config.source)
             .map_err(|e| e.to_string())
             .and_then(|source| {
                 let options = CameraOptions {
                     stall_timeout: Duration::from_secs(config.stall_seconds),
                 };
-                CameraPipeline::start(&config.id, source, feed.clone(), options)
-                    .map_err(|e| e.to_string())
+                CameraPipeline::start_with_audio(
+                    &config.id,
+                    source,
+                    feed.clone(),
+                    Some(audio_feed.clone()),
+                    options,
+                )
+                .map_err(|e| e.to_string())
             });
         let (pipeline, start_error) = match started {
             Ok(pipeline) => {
@@ -77,6 +86,7 @@ impl Camera {
             id: config.id.clone(),
             name: config.name.clone(),
             feed,
+            audio_feed,
             pipeline,
             start_error,
         }
@@ -85,6 +95,11 @@ impl Camera {
     /// The pipeline's state, `None` when it could not be built at all.
     pub fn state(&self) -> Option<CameraState> {
         self.pipeline.as_ref().map(|p| p.state())
+    }
+
+    /// The audio the camera hands on, once known (`None`: none, or not known yet).
+    pub fn audio_codec(&self) -> Option<straja_pipelines::AudioCodec> {
+        self.pipeline.as_ref().and_then(|p| p.audio_codec())
     }
 
     /// True when the pipeline is playing.

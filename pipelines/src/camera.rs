@@ -17,6 +17,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_video as gst_video;
 
+use crate::audio::AudioCodec;
 use crate::backoff::Backoff;
 use crate::delivery::{self, FlowStats};
 use crate::error::PipelineError;
@@ -107,6 +108,8 @@ struct Shared {
     /// The appsink's sink pad while a pipeline runs, for keyframe requests. Locked only to clone
     /// or replace the pad, never while an event is sent.
     keyframe_pad: Mutex<Option<gst::Pad>>,
+    /// The audio the camera hands on ([`AudioCodec::to_u8`]; 0: none known).
+    audio_codec: Arc<AtomicU8>,
 }
 
 impl Shared {
@@ -149,6 +152,20 @@ impl CameraPipeline {
         sink: Arc<dyn PacketSink>,
         options: CameraOptions,
     ) -> Result<CameraPipeline, PipelineError> {
+        Self::start_with_audio(id, source, sink, None, options)
+    }
+
+    /// Like [`CameraPipeline::start`], also handing the camera's audio to `audio_sink`: RTP
+    /// packets of Opus or G.711 as the camera sent them, or Opus transcoded from the camera's AAC
+    /// (payload type [`crate::OPUS_PAYLOAD_TYPE`]). [`CameraPipeline::audio_codec`] says which,
+    /// once the camera has described its streams.
+    pub fn start_with_audio(
+        id: &str,
+        source: CameraSource,
+        sink: Arc<dyn PacketSink>,
+        audio_sink: Option<Arc<dyn PacketSink>>,
+        options: CameraOptions,
+    ) -> Result<CameraPipeline, PipelineError> {
         if id.contains('\0') {
             return Err(PipelineError::InvalidId);
         }
@@ -163,11 +180,13 @@ impl CameraPipeline {
             stop: AtomicBool::new(false),
             last_error: Mutex::new(None),
             keyframe_pad: Mutex::new(None),
+            audio_codec: Arc::new(AtomicU8::new(0)),
         });
         let supervisor = Supervisor {
             shared: Arc::clone(&shared),
             source,
             sink,
+            audio_sink,
             options,
         };
         let name = format!("camera-{id}");
@@ -195,6 +214,12 @@ impl CameraPipeline {
     /// Times the pipeline failed and was (or is about to be) rebuilt.
     pub fn reconnects(&self) -> u64 {
         self.shared.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// The audio the camera hands on (known once its pipeline has seen the camera's streams;
+    /// kept while it reconnects). `None`: no audio, or not known yet.
+    pub fn audio_codec(&self) -> Option<AudioCodec> {
+        AudioCodec::from_u8(self.shared.audio_codec.load(Ordering::Acquire))
     }
 
     /// Why the pipeline last failed; kept after it recovers. Never contains credentials.
@@ -273,6 +298,7 @@ struct Supervisor {
     shared: Arc<Shared>,
     source: CameraSource,
     sink: Arc<dyn PacketSink>,
+    audio_sink: Option<Arc<dyn PacketSink>>,
     options: CameraOptions,
 }
 
@@ -331,9 +357,16 @@ impl Supervisor {
 
     /// Runs one pipeline until it fails or a stop is asked, then sets it to NULL.
     fn play(&self, built: BuiltPipeline) -> Outcome {
-        let BuiltPipeline { pipeline, appsink } = built;
+        let BuiltPipeline {
+            pipeline,
+            appsink,
+            audio_appsink,
+        } = built;
         let stats = Arc::new(FlowStats::new());
         delivery::connect_sink(&appsink, Arc::clone(&self.sink), Arc::clone(&stats));
+        if let Some(audio_sink) = &self.audio_sink {
+            self.connect_audio(&pipeline, audio_appsink.as_ref(), audio_sink);
+        }
         let outcome = self.watch(&pipeline, &appsink, &stats);
         let pad = lock(&self.shared.keyframe_pad).take();
         drop(pad); // after the lock is released
@@ -400,6 +433,40 @@ impl Supervisor {
                 };
                 return Outcome::Failed { reason, delivered };
             }
+        }
+    }
+
+    /// Hands the camera's audio to `sink`: a test source's audio appsink now, an RTSP camera's
+    /// audio branch when `rtspsrc` adds its pad.
+    fn connect_audio(
+        &self,
+        pipeline: &gst::Pipeline,
+        audio_appsink: Option<&gstreamer_app::AppSink>,
+        sink: &Arc<dyn PacketSink>,
+    ) {
+        match (&self.source, audio_appsink) {
+            (CameraSource::Test(test), Some(appsink)) => {
+                if let Some(codec) = test.audio() {
+                    self.shared
+                        .audio_codec
+                        .store(codec.to_u8(), Ordering::Release);
+                }
+                delivery::connect_sink(appsink, Arc::clone(sink), Arc::new(FlowStats::new()));
+            }
+            (CameraSource::Rtsp(_), _) => {
+                if let Some(rtspsrc) = pipeline.by_name(pipeline_description::SOURCE) {
+                    crate::audio::link_rtsp_audio(
+                        pipeline,
+                        &rtspsrc,
+                        crate::audio::AudioOutput {
+                            sink: Arc::clone(sink),
+                            codec: Arc::clone(&self.shared.audio_codec),
+                            camera: self.shared.id.clone(),
+                        },
+                    );
+                }
+            }
+            _ => {}
         }
     }
 

@@ -23,6 +23,7 @@
 //! [`h264_rtp_clip`] makes a short encoded RTP clip, for tests.
 #![deny(missing_docs)]
 
+mod audio;
 mod backoff;
 mod camera;
 mod delivery;
@@ -40,6 +41,7 @@ mod test_camera;
 #[cfg(test)]
 mod test_support;
 
+pub use audio::{AudioCodec, OPUS_PAYLOAD_TYPE};
 pub use camera::{CameraOptions, CameraPipeline, CameraState};
 pub use error::{PipelineError, SourceError};
 pub use fragmented_mp4_muxer::FragmentedMp4Muxer;
@@ -53,7 +55,7 @@ pub use snapshot::{
 };
 pub use source::{CameraSource, RtspSource, RtspTransport, TEST_PATTERNS, TestSource, V4l2Source};
 #[cfg(feature = "test-camera")]
-pub use test_camera::{FakeCameraOptions, FakeCameraTransport, FakeRtspCamera};
+pub use test_camera::{FakeCameraAudio, FakeCameraOptions, FakeCameraTransport, FakeRtspCamera};
 
 /// Initialises GStreamer. Idempotent and cheap after the first call; every constructor of this
 /// crate calls it, so calling it first is only needed to fail early.

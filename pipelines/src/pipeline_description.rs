@@ -90,7 +90,7 @@ fn describe_rtp(rtp: &RtpSource) -> String {
 }
 
 fn describe_test(test: &TestSource) -> String {
-    format!(
+    let video = format!(
         "videotestsrc name={SOURCE} is-live=true pattern={} ! \
          video/x-raw,width={},height={},framerate={}/1 ! {} ! {}",
         test.pattern(),
@@ -99,13 +99,19 @@ fn describe_test(test: &TestSource) -> String {
         test.fps(),
         x264(test.gop_frames(), test.bitrate_kbps()),
         rtp_tail()
-    )
+    );
+    match test.audio() {
+        Some(codec) => format!("{video}  {}", crate::audio::test_audio_branch(codec)),
+        None => video,
+    }
 }
 
 /// A pipeline as built, in state NULL.
 pub(crate) struct BuiltPipeline {
     pub(crate) pipeline: gst::Pipeline,
     pub(crate) appsink: gst_app::AppSink,
+    /// A test source's audio appsink (an RTSP camera's comes when it describes its streams).
+    pub(crate) audio_appsink: Option<gst_app::AppSink>,
 }
 
 /// Parses a source's description into elements (state NULL) and sets the properties that are
@@ -134,7 +140,14 @@ pub(crate) fn parse(source: &CameraSource) -> Result<BuiltPipeline, PipelineErro
     if let CameraSource::Rtsp(rtsp) = source {
         configure_rtspsrc(&pipeline, rtsp)?;
     }
-    Ok(BuiltPipeline { pipeline, appsink })
+    let audio_appsink = pipeline
+        .by_name(crate::audio::AUDIO_SINK)
+        .and_then(|e| e.downcast::<gst_app::AppSink>().ok());
+    Ok(BuiltPipeline {
+        pipeline,
+        appsink,
+        audio_appsink,
+    })
 }
 
 fn configure_rtspsrc(pipeline: &gst::Pipeline, rtsp: &RtspSource) -> Result<(), PipelineError> {

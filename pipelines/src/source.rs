@@ -2,7 +2,8 @@
 //!
 //! - `rtsp://[user:pass@]host[:port]/path[?transport=tcp|udp]` and `rtsps://…[?tls_ca=/ca.pem]`:
 //!   an IP camera (RTSP over TLS checked against the system's CAs, or those of `tls_ca`).
-//! - `test://<pattern>[?width=&height=&fps=&gop=&bitrate=]`: a videotestsrc pattern, encoded live.
+//! - `test://<pattern>[?width=&height=&fps=&gop=&bitrate=&audio=opus|pcmu|pcma]`: a videotestsrc
+//!   pattern, encoded live, with a test tone if asked.
 //! - `v4l2:///dev/videoN`: a local (USB) camera.
 //! - `rtp://ADDRESS:PORT[?pt=96&passthrough=true]`: H.264 RTP pushed to this box (an encoder, or a
 //!   camera's multicast stream when ADDRESS is a multicast group), as Janus's streaming plugin takes it.
@@ -18,6 +19,7 @@ use std::str::FromStr;
 use percent_encoding::percent_decode_str;
 use url::Url;
 
+use crate::audio::AudioCodec;
 use crate::error::SourceError;
 
 /// Where a camera's video comes from.
@@ -414,6 +416,7 @@ pub struct TestSource {
     fps: u32,
     gop_frames: u32,
     bitrate_kbps: u32,
+    audio: Option<AudioCodec>,
 }
 
 /// A numeric `test://` parameter: its name, range, default, and where it goes.
@@ -519,11 +522,22 @@ impl TestSource {
             fps: 30,
             gop_frames: 30,
             bitrate_kbps: 2000,
+            audio: None,
         };
         let mut seen: Vec<String> = Vec::new();
         for (name, value) in url.query_pairs() {
             if seen.iter().any(|s| *s == name) {
                 return Err(SourceError::DuplicateParameter(name.into_owned()));
+            }
+            if name == "audio" {
+                source.audio = Some(AudioCodec::parse(&value).ok_or_else(|| {
+                    SourceError::Malformed(format!(
+                        "audio must be opus, pcmu or pcma, not '{}'",
+                        value.chars().take(16).collect::<String>()
+                    ))
+                })?);
+                seen.push(name.into_owned());
+                continue;
             }
             let (parameter, slot) = match name.as_ref() {
                 "width" => (&WIDTH, &mut source.width),
@@ -535,7 +549,7 @@ impl TestSource {
                     return Err(SourceError::UnknownParameter {
                         scheme: "test",
                         name: name.chars().take(32).collect(),
-                        expected: "width, height, fps, gop or bitrate",
+                        expected: "width, height, fps, gop, bitrate or audio",
                     });
                 }
             };
@@ -573,6 +587,11 @@ impl TestSource {
     /// Encoder bitrate in kbit/s (default 2000).
     pub fn bitrate_kbps(&self) -> u32 {
         self.bitrate_kbps
+    }
+
+    /// A test tone to send with the pattern (`audio=opus|pcmu|pcma`), if any.
+    pub fn audio(&self) -> Option<AudioCodec> {
+        self.audio
     }
 }
 

@@ -49,6 +49,40 @@ pub struct FakeCameraOptions {
     pub transport: FakeCameraTransport,
     /// A PEM certificate chain and its key: serve RTSPS (RTSP over TLS) instead of RTSP.
     pub tls: Option<(String, String)>,
+    /// An audio stream (a test tone) besides the video.
+    pub audio: Option<FakeCameraAudio>,
+}
+
+/// The audio a fake camera sends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FakeCameraAudio {
+    /// Opus, 48 kHz.
+    Opus,
+    /// G.711 µ-law.
+    Pcmu,
+    /// G.711 A-law.
+    Pcma,
+    /// AAC-LC (RTP MPEG4-GENERIC), as most IP cameras send.
+    Aac,
+}
+
+impl FakeCameraAudio {
+    fn branch(self) -> &'static str {
+        match self {
+            FakeCameraAudio::Opus => {
+                "audio/x-raw,rate=48000,channels=2 ! opusenc ! rtpopuspay name=pay1 pt=97"
+            }
+            FakeCameraAudio::Pcmu => {
+                "audio/x-raw,rate=8000,channels=1 ! mulawenc ! rtppcmupay name=pay1 max-ptime=20000000"
+            }
+            FakeCameraAudio::Pcma => {
+                "audio/x-raw,rate=8000,channels=1 ! alawenc ! rtppcmapay name=pay1 max-ptime=20000000"
+            }
+            FakeCameraAudio::Aac => {
+                "audio/x-raw,rate=16000,channels=1 ! avenc_aac ! aacparse ! rtpmp4gpay name=pay1 pt=98"
+            }
+        }
+    }
 }
 
 /// The RTSP transports a fake camera accepts.
@@ -76,6 +110,7 @@ impl Default for FakeCameraOptions {
             parameter_sets_in_band: true,
             transport: FakeCameraTransport::Any,
             tls: None,
+            audio: None,
         }
     }
 }
@@ -94,6 +129,7 @@ impl fmt::Debug for FakeCameraOptions {
             .field("parameter_sets_in_band", &self.parameter_sets_in_band)
             .field("transport", &self.transport)
             .field("tls", &self.tls.is_some())
+            .field("audio", &self.audio)
             .finish()
     }
 }
@@ -136,8 +172,21 @@ impl FakeCameraOptions {
              video/x-raw,width={},height={},framerate={}/1 ! \
              x264enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={}{x264_options} ! \
              video/x-h264,stream-format={stream_format} ! \
-             rtph264pay name=pay0 pt=96 config-interval={config_interval} )",
-            self.pattern, self.width, self.height, self.fps, self.gop_frames, self.bitrate_kbps
+             rtph264pay name=pay0 pt=96 config-interval={config_interval} {audio} )",
+            self.pattern,
+            self.width,
+            self.height,
+            self.fps,
+            self.gop_frames,
+            self.bitrate_kbps,
+            audio = self
+                .audio
+                .map(|audio| format!(
+                    " audiotestsrc is-live=true wave=sine freq=440 volume=0.3 ! audioconvert ! \
+                     audioresample ! {}",
+                    audio.branch()
+                ))
+                .unwrap_or_default()
         ))
     }
 }

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MediaEngine};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU, MediaEngine,
+};
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodec, RTCRtpCodecParameters, RtpCodecKind};
@@ -45,6 +47,15 @@ pub struct Reception {
     pub first_packet_at: Option<Instant>,
     /// RTP timestamps of the first complete frames (up to [`KEPT_FRAME_TIMESTAMPS`]).
     pub frame_timestamps: Vec<u32>,
+    /// Audio RTP packets received (viewers that asked for audio).
+    pub audio_packets: u64,
+    /// Audio packets whose sequence number did not follow the previous one's.
+    pub audio_sequence_gaps: u64,
+    /// The audio codec's MIME type, as the track reports it.
+    pub audio_codec: Option<String>,
+    /// RTP timestamps of the first audio packets (up to [`KEPT_FRAME_TIMESTAMPS`]).
+    pub audio_timestamps: Vec<u32>,
+    last_audio_sequence: Option<u16>,
     current_timestamp: Option<u32>,
     current_has_keyframe: bool,
     current_broken: bool,
@@ -52,6 +63,18 @@ pub struct Reception {
 }
 
 impl Reception {
+    fn on_audio_packet(&mut self, sequence: u16, timestamp: u32) {
+        self.audio_packets += 1;
+        let gap = self
+            .last_audio_sequence
+            .is_some_and(|last| sequence != last.wrapping_add(1));
+        self.audio_sequence_gaps += u64::from(gap);
+        self.last_audio_sequence = Some(sequence);
+        if self.audio_timestamps.len() < KEPT_FRAME_TIMESTAMPS {
+            self.audio_timestamps.push(timestamp);
+        }
+    }
+
     fn on_packet(&mut self, sequence: u16, timestamp: u32, marker: bool, payload: &[u8]) {
         self.packets += 1;
         self.first_packet_at.get_or_insert_with(Instant::now);
@@ -136,6 +159,28 @@ impl PeerConnectionEventHandler for Handler {
     }
 
     async fn on_track(&self, track: Arc<dyn TrackRemote>) {
+        if track.kind().await == RtpCodecKind::Audio {
+            let reception = self.reception.clone();
+            tokio::spawn(async move {
+                while let Some(event) = track.poll().await {
+                    if let TrackRemoteEvent::OnRtpPacket(packet) = event {
+                        let codec = match reception.lock().unwrap().audio_codec {
+                            Some(_) => None,
+                            None => Some(packet.header.ssrc),
+                        };
+                        if let Some(ssrc) = codec {
+                            let mime = track.codec(ssrc).await.map(|c| c.mime_type);
+                            reception.lock().unwrap().audio_codec = mime;
+                        }
+                        reception.lock().unwrap().on_audio_packet(
+                            packet.header.sequence_number,
+                            packet.header.timestamp,
+                        );
+                    }
+                }
+            });
+            return;
+        }
         *self.track.lock().unwrap() = Some(track.clone());
         let reception = self.reception.clone();
         tokio::spawn(async move {
@@ -164,12 +209,56 @@ pub struct WhepViewer {
     pub posted_at: Instant,
     /// When the answer was applied.
     pub answered_at: Instant,
+    /// The gateway's SDP answer.
+    pub answer_sdp: String,
 }
 
 impl WhepViewer {
     /// Offers to `whep_url`, applies the answer, and returns at once (media arrives later).
     pub async fn connect(client: &reqwest::Client, base_url: &str, camera: &str) -> WhepViewer {
+        Self::connect_with(client, base_url, camera, false).await
+    }
+
+    /// Like [`WhepViewer::connect`], also asking for the camera's audio (offering Opus, PCMU and
+    /// PCMA, as browsers do).
+    pub async fn connect_with_audio(
+        client: &reqwest::Client,
+        base_url: &str,
+        camera: &str,
+    ) -> WhepViewer {
+        Self::connect_with(client, base_url, camera, true).await
+    }
+
+    async fn connect_with(
+        client: &reqwest::Client,
+        base_url: &str,
+        camera: &str,
+        audio: bool,
+    ) -> WhepViewer {
         let mut media_engine = MediaEngine::default();
+        if audio {
+            for (mime_type, clock_rate, channels, fmtp, payload_type) in [
+                (MIME_TYPE_OPUS, 48000, 2, "minptime=10;useinbandfec=1", 111),
+                (MIME_TYPE_PCMU, 8000, 1, "", 0),
+                (MIME_TYPE_PCMA, 8000, 1, "", 8),
+            ] {
+                media_engine
+                    .register_codec(
+                        RTCRtpCodecParameters {
+                            rtp_codec: RTCRtpCodec {
+                                mime_type: mime_type.to_owned(),
+                                clock_rate,
+                                channels,
+                                sdp_fmtp_line: fmtp.to_owned(),
+                                rtcp_feedback: vec![],
+                            },
+                            payload_type,
+                        },
+                        RtpCodecKind::Audio,
+                    )
+                    .expect("audio codec");
+            }
+        }
         media_engine
             .register_codec(
                 RTCRtpCodecParameters {
@@ -215,6 +304,17 @@ impl WhepViewer {
         )
         .await
         .expect("recvonly transceiver");
+        if audio {
+            peer.add_transceiver_from_kind(
+                RtpCodecKind::Audio,
+                Some(RTCRtpTransceiverInit {
+                    direction: RTCRtpTransceiverDirection::Recvonly,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .expect("recvonly audio transceiver");
+        }
         let offer = peer.create_offer(None).await.expect("offer");
         peer.set_local_description(offer)
             .await
@@ -243,6 +343,7 @@ impl WhepViewer {
             Some(&b"application/sdp"[..])
         );
         let answer = response.text().await.expect("answer body");
+        let answer_sdp = answer.clone();
         peer.set_remote_description(RTCSessionDescription::answer(answer).expect("answer SDP"))
             .await
             .expect("remote description");
@@ -253,6 +354,7 @@ impl WhepViewer {
             track,
             posted_at,
             answered_at: Instant::now(),
+            answer_sdp,
         }
     }
 

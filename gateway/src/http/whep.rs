@@ -105,10 +105,14 @@ pub async fn offer(
             tracing::info!(%camera, session = &session_id[..8], ?reason, "viewer session ended");
         }
     };
-    let started = match gateway
-        .webrtc
-        .start_viewer(offer, camera.feed.clone(), on_end)
-    {
+    let started = match gateway.webrtc.start_viewer(
+        offer,
+        camera.feed.clone(),
+        camera
+            .audio_codec()
+            .map(|codec| (camera.audio_feed.clone(), codec)),
+        on_end,
+    ) {
         Ok(Ok(started)) => started,
         Ok(Err(offer_error)) => return Err(ApiError::bad_request(offer_error.to_string())),
         Err(setup_error) => {

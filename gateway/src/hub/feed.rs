@@ -81,6 +81,8 @@ pub struct CameraFeed {
     epoch: AtomicU32,
     /// The current GOP, for viewers to start from.
     gop: GopCache,
+    /// An audio feed: every packet is a starting point, nothing is cached.
+    audio: bool,
     /// Set once the GOP outgrew the cache's bound (logged once).
     gop_overflow_logged: AtomicBool,
     metrics: CameraMetrics,
@@ -109,9 +111,25 @@ impl CameraFeed {
             ssrc: AtomicU64::new(u64::MAX),
             epoch: AtomicU32::new(0),
             gop: GopCache::new(gop_cache_bytes),
+            audio: false,
             gop_overflow_logged: AtomicBool::new(false),
             metrics,
         })
+    }
+
+    /// A camera's audio feed: the same fan-out, where every packet is a point a viewer can
+    /// start from and nothing is cached (audio needs no keyframe).
+    pub fn audio(id: &str, metrics: CameraMetrics) -> Arc<CameraFeed> {
+        let mut feed = Self::with_gop_cache(id, metrics, 0);
+        if let Some(feed) = Arc::get_mut(&mut feed) {
+            feed.audio = true;
+        }
+        feed
+    }
+
+    /// True for an audio feed.
+    pub fn is_audio(&self) -> bool {
+        self.audio
     }
 
     /// The camera id.
@@ -215,7 +233,7 @@ impl CameraFeed {
         self.metrics.ingest_packets.inc();
         self.metrics.ingest_bytes.inc_by(data.len() as u64);
         let payload = &data[header.payload_offset..header.payload_offset + header.payload_len];
-        let keyframe_start = h264::starts_keyframe(payload);
+        let keyframe_start = self.audio || h264::starts_keyframe(payload);
         if keyframe_start {
             self.last_keyframe.store(self.now_ms(), Ordering::Relaxed);
         }
@@ -238,7 +256,7 @@ impl CameraFeed {
             data,
             epoch,
         };
-        if self.gop.enabled() {
+        if self.gop.enabled() && !self.audio {
             self.cache(&packet);
         }
         let subscribers = self.subscribers.load();

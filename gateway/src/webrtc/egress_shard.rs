@@ -120,9 +120,11 @@ impl MediaSink for ShardSink {
     }
 }
 
-/// The shard's viewers of one camera.
+/// The shard's viewers of one camera's video, or of its audio.
 struct CameraGroup {
     feed: Arc<CameraFeed>,
+    /// The feed is the camera's audio.
+    audio: bool,
     viewers: Vec<u64>,
     lost: Arc<AtomicBool>,
     /// Leaves the feed when the last viewer goes.
@@ -132,6 +134,8 @@ struct CameraGroup {
 struct Slot {
     session: ViewerSession,
     group: u64,
+    /// The group of the camera's audio, when the viewer takes it.
+    audio_group: Option<u64>,
     touched: bool,
     on_end: Option<Box<dyn FnOnce(EndReason) + Send>>,
 }
@@ -211,11 +215,16 @@ impl EgressShard {
                 on_end,
             } => {
                 let group = self.join_group(key, session.feed());
+                let audio_group = session
+                    .audio_feed()
+                    .cloned()
+                    .map(|feed| self.join_group(key, &feed));
                 self.sessions.insert(
                     key,
                     Slot {
                         session: *session,
                         group,
+                        audio_group,
                         touched: false,
                         on_end: Some(on_end),
                     },
@@ -252,6 +261,7 @@ impl EgressShard {
         self.groups.insert(
             key,
             CameraGroup {
+                audio: feed.is_audio(),
                 feed: feed.clone(),
                 viewers: vec![viewer],
                 lost,
@@ -291,7 +301,12 @@ impl EgressShard {
             let Some(slot) = self.sessions.get_mut(key) else {
                 continue;
             };
-            if slot.session.forward(packet, resume, now) == Forwarded::Sent {
+            let forwarded = if group.audio {
+                slot.session.forward_audio(packet, now)
+            } else {
+                slot.session.forward(packet, resume, now)
+            };
+            if forwarded == Forwarded::Sent {
                 sent += 1;
                 if !slot.touched {
                     slot.touched = true;
@@ -358,10 +373,12 @@ impl EgressShard {
         }
         self.timers.remove(key);
         self.transport.unregister(key);
-        if let Some(group) = self.groups.get_mut(&slot.group) {
-            group.viewers.retain(|&k| k != key);
-            if group.viewers.is_empty() {
-                self.groups.remove(&slot.group);
+        for group_key in std::iter::once(slot.group).chain(slot.audio_group) {
+            if let Some(group) = self.groups.get_mut(&group_key) {
+                group.viewers.retain(|&k| k != key);
+                if group.viewers.is_empty() {
+                    self.groups.remove(&group_key);
+                }
             }
         }
         self.viewers.fetch_sub(1, Ordering::Relaxed);

@@ -90,18 +90,25 @@ impl WebrtcEngine {
     /// Answers a WHEP offer for a viewer of `feed` and starts its session on the least loaded
     /// egress shard. `on_end` runs when it ends. Outer error: our failure (500); inner error: the
     /// offer's fault (400).
+    ///
+    /// `audio` is the camera's audio feed and codec, when it has audio: the viewer gets it too if
+    /// its offer takes the codec.
     pub fn start_viewer(
         &self,
         offer_sdp: &str,
         feed: Arc<CameraFeed>,
+        audio: Option<(Arc<CameraFeed>, whep_peer::AudioCodec)>,
         on_end: impl FnOnce(EndReason) + Send + 'static,
     ) -> Result<Result<StartedViewer, OfferError>, PeerSetupError> {
-        let negotiated =
-            match whep_peer::negotiate(offer_sdp, &self.transport.local_addrs(), &self.public_ips)?
-            {
-                Ok(negotiated) => negotiated,
-                Err(e) => return Ok(Err(e)),
-            };
+        let negotiated = match whep_peer::negotiate(
+            offer_sdp,
+            &self.transport.local_addrs(),
+            &self.public_ips,
+            audio.as_ref().map(|(_, codec)| *codec),
+        )? {
+            Ok(negotiated) => negotiated,
+            Err(e) => return Ok(Err(e)),
+        };
         let key = self.next_key.fetch_add(1, Ordering::Relaxed);
         let shard = self
             .shards
@@ -120,6 +127,22 @@ impl WebrtcEngine {
                 rand::random(),
             ),
             feed,
+            negotiated
+                .audio
+                .zip(audio)
+                .map(|(negotiated, (audio_feed, codec))| {
+                    viewer_session::AudioPath::new(
+                        negotiated.sender,
+                        rtp_rewriter::RtpRewriter::new(
+                            negotiated.ssrc,
+                            negotiated.payload_type,
+                            rand::random(),
+                            rand::random(),
+                        ),
+                        audio_feed,
+                        codec.clock_rate(),
+                    )
+                }),
         );
         shard.viewers.fetch_add(1, Ordering::Relaxed);
         let started = Control::Start {

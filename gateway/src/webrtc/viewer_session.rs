@@ -57,12 +57,45 @@ pub enum Forwarded {
     Skipped,
 }
 
+/// A viewer's audio: its sender, its rewriter and the camera's audio feed.
+pub struct AudioPath {
+    /// The audio sender.
+    pub sender: RTCRtpSenderId,
+    /// The viewer's SSRC and payload type for it.
+    pub rewriter: RtpRewriter,
+    /// The camera's audio feed.
+    pub feed: Arc<CameraFeed>,
+    /// The codec's RTP clock rate.
+    pub clock_rate: u32,
+    /// The camera audio stream's epoch of the last packet sent, and when it was sent.
+    last_sent: Option<(u32, Instant)>,
+}
+
+impl AudioPath {
+    /// The audio path of a viewer of `feed` through `sender`, rewritten by `rewriter`.
+    pub fn new(
+        sender: RTCRtpSenderId,
+        rewriter: RtpRewriter,
+        feed: Arc<CameraFeed>,
+        clock_rate: u32,
+    ) -> AudioPath {
+        AudioPath {
+            sender,
+            rewriter,
+            feed,
+            clock_rate,
+            last_sent: None,
+        }
+    }
+}
+
 /// A viewer's peer connection and what the relay keeps for it.
 pub struct ViewerSession {
     peer: RTCPeerConnection,
     sender: RTCRtpSenderId,
     rewriter: RtpRewriter,
     feed: Arc<CameraFeed>,
+    audio: Option<AudioPath>,
     connected: bool,
     ever_connected: bool,
     waiting_for_keyframe: bool,
@@ -81,12 +114,14 @@ impl ViewerSession {
         sender: RTCRtpSenderId,
         rewriter: RtpRewriter,
         feed: Arc<CameraFeed>,
+        audio: Option<AudioPath>,
     ) -> ViewerSession {
         ViewerSession {
             peer,
             sender,
             rewriter,
             feed,
+            audio,
             connected: false,
             ever_connected: false,
             waiting_for_keyframe: true,
@@ -99,6 +134,58 @@ impl ViewerSession {
     /// The camera viewed.
     pub fn feed(&self) -> &Arc<CameraFeed> {
         &self.feed
+    }
+
+    /// The camera's audio viewed, if the viewer takes it.
+    pub fn audio_feed(&self) -> Option<&Arc<CameraFeed>> {
+        self.audio.as_ref().map(|a| &a.feed)
+    }
+
+    /// Offers one packet of the camera's audio at `now`: sent as it is (a new SSRC, payload type,
+    /// sequence numbers and timestamps that stay continuous across the camera's restarts).
+    pub fn forward_audio(&mut self, packet: &MediaPacket, now: Instant) -> Forwarded {
+        if !self.connected {
+            return Forwarded::Skipped;
+        }
+        let Some(audio) = &mut self.audio else {
+            return Forwarded::Skipped;
+        };
+        match audio.last_sent {
+            Some((epoch, sent_at)) if epoch != packet.epoch => {
+                let elapsed = now.saturating_duration_since(sent_at);
+                let ticks = (elapsed.as_micros() * u128::from(audio.clock_rate) / 1_000_000)
+                    .min(u128::from(u32::MAX / 4)) as u32;
+                audio.rewriter.rebase(ticks);
+            }
+            None => audio.rewriter.resume(),
+            _ => {}
+        }
+        audio.last_sent = Some((packet.epoch, now));
+        let out = audio
+            .rewriter
+            .rewrite(packet.header.sequence, packet.header.timestamp);
+        let rtp_packet = rtp::Packet {
+            header: rtp::header::Header {
+                version: 2,
+                marker: packet.header.marker,
+                payload_type: out.payload_type,
+                sequence_number: out.sequence,
+                timestamp: out.timestamp,
+                ssrc: out.ssrc,
+                ..Default::default()
+            },
+            payload: packet.payload(),
+        };
+        let Some(mut sender) = self.peer.rtp_sender(audio.sender) else {
+            return Forwarded::Skipped;
+        };
+        match sender.write_rtp(now, rtp_packet) {
+            Ok(()) => Forwarded::Sent,
+            Err(e) => {
+                tracing::trace!(error = %e, "write_rtp refused an audio packet");
+                Forwarded::Skipped
+            }
+        }
     }
 
     /// Takes a datagram from the viewer (STUN, DTLS, SRTCP).

@@ -1,5 +1,6 @@
 //! Builds a viewer's peer connection from a WHEP offer: ICE-lite on the shared media port, DTLS-SRTP
-//! with AES-GCM preferred, one send-only H.264 track, and the SDP answer.
+//! with AES-GCM preferred, one send-only H.264 track (and the camera's audio when the viewer takes
+//! its codec), and the SDP answer.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -13,7 +14,9 @@ use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
-use rtc::peer_connection::configuration::media_engine::{MIME_TYPE_H264, MediaEngine};
+use rtc::peer_connection::configuration::media_engine::{
+    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU, MediaEngine,
+};
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::peer_connection::transport::{
@@ -27,6 +30,8 @@ use rtc::rtp_transceiver::rtp_sender::{
 };
 
 use super::keyframe_feedback::KeyframeFeedback;
+/// The camera audio codecs a viewer can be given (the pipelines' own type).
+pub use straja_pipelines::AudioCodec;
 
 /// Why an offer was refused: the client's mistake, reported as 400 with this text.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +71,20 @@ pub struct Negotiated {
     pub ssrc: u32,
     /// The H.264 payload type the viewer chose.
     pub payload_type: u8,
+    /// The audio sender, when the camera has audio and the viewer takes its codec.
+    pub audio: Option<NegotiatedAudio>,
+}
+
+/// A viewer's audio: the camera's codec, passed through.
+pub struct NegotiatedAudio {
+    /// The audio sender.
+    pub sender: RTCRtpSenderId,
+    /// The SSRC the viewer expects.
+    pub ssrc: u32,
+    /// The payload type the viewer chose for the codec.
+    pub payload_type: u8,
+    /// The codec.
+    pub codec: AudioCodec,
 }
 
 /// Silence from a viewer after which its connection counts as disconnected (media paused).
@@ -119,6 +138,42 @@ fn h264_codec(profile: &str) -> RTCRtpCodec {
             },
         ],
     }
+}
+
+fn audio_codec(codec: AudioCodec) -> (RTCRtpCodec, u8) {
+    let (mime_type, payload_type, fmtp) = match codec {
+        AudioCodec::Opus => (MIME_TYPE_OPUS, 111, "minptime=10;useinbandfec=1"),
+        AudioCodec::Pcmu => (MIME_TYPE_PCMU, 0, ""),
+        AudioCodec::Pcma => (MIME_TYPE_PCMA, 8, ""),
+    };
+    (
+        RTCRtpCodec {
+            mime_type: mime_type.to_owned(),
+            clock_rate: codec.clock_rate(),
+            channels: codec.channels(),
+            sdp_fmtp_line: fmtp.to_owned(),
+            rtcp_feedback: Vec::new(),
+        },
+        payload_type,
+    )
+}
+
+/// Whether the offer has an audio section that receives `codec`.
+fn offer_takes_audio(offer: &str, codec: AudioCodec) -> bool {
+    let rtpmap = match codec {
+        AudioCodec::Opus => " OPUS/48000",
+        AudioCodec::Pcmu => " PCMU/8000",
+        AudioCodec::Pcma => " PCMA/8000",
+    };
+    offer.split("\nm=").skip(1).any(|section| {
+        section.starts_with("audio")
+            && !section
+                .lines()
+                .any(|l| matches!(l.trim(), "a=sendonly" | "a=inactive"))
+            && section
+                .lines()
+                .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_uppercase().contains(rtpmap))
+    })
 }
 
 /// The interceptors of a viewer's connection. A viewer only receives: of rtc's default set it
@@ -184,10 +239,14 @@ fn precheck(offer: &str) -> Result<(), OfferError> {
 
 /// Negotiates a viewer's session from its offer. `local_addrs` are the media sockets' addresses;
 /// `public_ips` are announced (server-reflexive, based on the first socket) when behind 1:1 NAT.
+///
+/// `camera_audio` is the camera's audio codec, if it has audio: the viewer gets it when its offer
+/// takes that codec (browsers take Opus and G.711), and video only otherwise.
 pub fn negotiate(
     offer_sdp: &str,
     local_addrs: &[SocketAddr],
     public_ips: &[IpAddr],
+    camera_audio: Option<AudioCodec>,
 ) -> Result<Result<Negotiated, OfferError>, PeerSetupError> {
     if let Err(e) = precheck(offer_sdp) {
         return Ok(Err(e));
@@ -207,6 +266,19 @@ pub fn negotiate(
                     payload_type,
                 },
                 RtpCodecKind::Video,
+            )
+            .map_err(setup)?;
+    }
+    let audio = camera_audio.filter(|codec| offer_takes_audio(offer_sdp, *codec));
+    if let Some(codec) = audio {
+        let (rtp_codec, payload_type) = audio_codec(codec);
+        media_engine
+            .register_codec(
+                RTCRtpCodecParameters {
+                    rtp_codec,
+                    payload_type,
+                },
+                RtpCodecKind::Audio,
             )
             .map_err(setup)?;
     }
@@ -261,6 +333,33 @@ pub fn negotiate(
         Ok(sender) => sender,
         Err(e) => return Ok(Err(OfferError::Unacceptable(e.to_string()))),
     };
+    let audio_sender = match audio {
+        Some(codec) => {
+            let audio_ssrc = rand::random::<u32>();
+            let track = MediaStreamTrack::new(
+                stream_id.clone(),
+                format!("{stream_id}-audio"),
+                "camera-audio".into(),
+                RtpCodecKind::Audio,
+                vec![RTCRtpEncodingParameters {
+                    rtp_coding_parameters: RTCRtpCodingParameters {
+                        ssrc: Some(audio_ssrc),
+                        ..Default::default()
+                    },
+                    codec: audio_codec(codec).0,
+                    ..Default::default()
+                }],
+            );
+            match peer.add_track(track) {
+                Ok(sender) => Some((sender, audio_ssrc, codec)),
+                Err(e) => {
+                    tracing::debug!(error = %e, "the viewer's audio could not be added; video only");
+                    None
+                }
+            }
+        }
+        None => None,
+    };
 
     for candidate in candidates(local_addrs, public_ips).map_err(setup)? {
         peer.add_local_candidate(candidate).map_err(setup)?;
@@ -307,6 +406,24 @@ pub fn negotiate(
         )));
     };
 
+    let audio = audio_sender.and_then(|(sender, ssrc, codec)| {
+        let mime = audio_codec(codec).0.mime_type;
+        let payload_type = peer.rtp_sender(sender).and_then(|mut s| {
+            s.get_parameters()
+                .rtp_parameters
+                .codecs
+                .iter()
+                .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(&mime))
+                .map(|c| c.payload_type)
+        })?;
+        Some(NegotiatedAudio {
+            sender,
+            ssrc,
+            payload_type,
+            codec,
+        })
+    });
+
     Ok(Ok(Negotiated {
         peer,
         answer_sdp,
@@ -314,6 +431,7 @@ pub fn negotiate(
         sender,
         ssrc,
         payload_type,
+        audio,
     }))
 }
 
@@ -390,7 +508,7 @@ mod tests {
             "v=0\r\nm=video\r\na=rtpmap:96 H264/90000\r\n",
             "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\nzzz\r\n",
         ] {
-            let result = negotiate(body, &local, &[]).expect("no setup failure");
+            let result = negotiate(body, &local, &[], None).expect("no setup failure");
             assert!(result.is_err(), "{body:?} was accepted");
         }
     }

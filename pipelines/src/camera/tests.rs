@@ -91,6 +91,35 @@ fn test_source_delivers_h264_rtp_with_sps_before_idr() {
 }
 
 #[test]
+fn a_test_source_with_a_tone_delivers_audio_rtp_of_its_codec() {
+    for (name, codec, payload_type) in [
+        ("opus", crate::AudioCodec::Opus, crate::OPUS_PAYLOAD_TYPE),
+        ("pcmu", crate::AudioCodec::Pcmu, 0),
+    ] {
+        let (video, video_rx) = Collector::new();
+        let (audio, audio_rx) = Collector::new();
+        let camera = CameraPipeline::start_with_audio(
+            "tone",
+            source(&format!("test://ball?width=160&height=120&audio={name}")),
+            video,
+            Some(audio),
+            options(3000),
+        )
+        .expect("camera starts");
+        expect_idr_after_sps(&video_rx, Duration::from_secs(5));
+        let mut packets = 0;
+        let got = receive_until(&audio_rx, Duration::from_secs(5), |packet| {
+            assert_eq!(packet[1] & 0x7f, payload_type, "{name}");
+            packets += 1;
+            packets >= 25
+        });
+        assert!(got, "{name}: {packets} audio packets");
+        assert_eq!(camera.audio_codec(), Some(codec));
+        camera.stop();
+    }
+}
+
+#[test]
 fn request_keyframe_produces_an_idr_long_before_the_gop_would() {
     // gop=300 at 30 fps: the natural keyframes come at 0 s and 10 s.
     let (sink, rx) = Collector::new();
@@ -226,7 +255,10 @@ fn a_refused_connection_is_reported_and_retried() {
 #[cfg(feature = "test-camera")]
 mod rtsp {
     use super::*;
-    use crate::test_camera::{FakeCameraOptions, FakeCameraTransport, FakeRtspCamera};
+    use crate::audio::AudioCodec;
+    use crate::test_camera::{
+        FakeCameraAudio, FakeCameraOptions, FakeCameraTransport, FakeRtspCamera,
+    };
 
     fn small() -> FakeCameraOptions {
         FakeCameraOptions {
@@ -518,6 +550,81 @@ mod rtsp {
         assert!(wait_until(Duration::from_secs(2), || camera.state()
             == CameraState::Playing));
         eprintln!("recovered {:?} after the camera came back", back.elapsed());
+        camera.stop();
+        fake.stop();
+    }
+
+    #[test]
+    fn camera_audio_is_passed_through_or_transcoded_from_aac_to_opus() {
+        // (what the camera sends, what viewers get, its RTP payload type, its clock rate)
+        let cases = [
+            (FakeCameraAudio::Opus, AudioCodec::Opus, 97, 48_000),
+            (FakeCameraAudio::Pcmu, AudioCodec::Pcmu, 0, 8_000),
+            (FakeCameraAudio::Pcma, AudioCodec::Pcma, 8, 8_000),
+            (FakeCameraAudio::Aac, AudioCodec::Opus, 111, 48_000),
+        ];
+        for (sent, expected, payload_type, clock_rate) in cases {
+            let fake = FakeRtspCamera::start(FakeCameraOptions {
+                audio: Some(sent),
+                ..small()
+            })
+            .expect("fake camera");
+            let (video, video_rx) = Collector::new();
+            let (audio, audio_rx) = Collector::new();
+            let camera = CameraPipeline::start_with_audio(
+                "with-audio",
+                source(&fake.url()),
+                video,
+                Some(audio),
+                options(3000),
+            )
+            .expect("camera starts");
+            expect_idr_after_sps(&video_rx, Duration::from_secs(5));
+            let mut timestamps = Vec::new();
+            let got = receive_until(&audio_rx, Duration::from_secs(5), |packet| {
+                assert_eq!(packet[0] >> 6, 2, "RTP");
+                assert_eq!(packet[1] & 0x7f, payload_type, "{sent:?}");
+                timestamps.push(u32::from_be_bytes([
+                    packet[4], packet[5], packet[6], packet[7],
+                ]));
+                timestamps.len() >= 50
+            });
+            assert!(got, "{sent:?}: {} audio packets", timestamps.len());
+            assert_eq!(camera.audio_codec(), Some(expected), "{sent:?}");
+            // 50 packets of 20 ms (Opus, G.711) or of the AAC frames' length: the timestamps
+            // advance at the codec's clock rate.
+            let span = timestamps.last().unwrap().wrapping_sub(timestamps[0]);
+            assert!(
+                span > clock_rate / 2 && span < clock_rate * 4,
+                "{sent:?}: 50 packets span {span} ticks"
+            );
+            assert_eq!(
+                camera.state(),
+                CameraState::Playing,
+                "{sent:?}: {:?}",
+                camera.last_error()
+            );
+            camera.stop();
+            fake.stop();
+        }
+    }
+
+    #[test]
+    fn a_camera_without_audio_reports_none_and_its_video_plays() {
+        let fake = FakeRtspCamera::start(small()).expect("fake camera");
+        let (video, video_rx) = Collector::new();
+        let (audio, audio_rx) = Collector::new();
+        let camera = CameraPipeline::start_with_audio(
+            "silent",
+            source(&fake.url()),
+            video,
+            Some(audio),
+            options(3000),
+        )
+        .expect("camera starts");
+        expect_idr_after_sps(&video_rx, Duration::from_secs(5));
+        assert_eq!(camera.audio_codec(), None);
+        assert_eq!(drain(&audio_rx), 0);
         camera.stop();
         fake.stop();
     }

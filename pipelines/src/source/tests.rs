@@ -214,6 +214,17 @@ fn test_source_defaults() {
 }
 
 #[test]
+fn test_source_takes_a_test_tone() {
+    assert_eq!(test("test://ball").audio(), None);
+    assert_eq!(
+        test("test://ball?audio=pcma").audio(),
+        Some(crate::AudioCodec::Pcma)
+    );
+    assert!(CameraSource::parse("test://ball?audio=mp3").is_err());
+    assert!(CameraSource::parse("test://ball?audio=opus&audio=pcmu").is_err());
+}
+
+#[test]
 fn test_source_parameters() {
     let source = test("test://checkers-8?width=320&height=240&fps=15&gop=300&bitrate=500");
     assert_eq!(source.pattern(), "checkers-8");
@@ -285,7 +296,7 @@ fn test_source_errors_say_what_is_wrong() {
     );
     assert_eq!(
         error("test://ball?colour=red"),
-        "unknown parameter 'colour' for test source; expected width, height, fps, gop or bitrate"
+        "unknown parameter 'colour' for test source; expected width, height, fps, gop, bitrate or audio"
     );
     assert_eq!(
         error("test://ball?fps=10&fps=20"),

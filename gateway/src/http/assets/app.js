@@ -229,6 +229,7 @@ function makeTile(camera) {
     stateEl: el.querySelector(".tile-state"),
     openEl: el.querySelector(".tile-open"),
     closeEl: el.querySelector(".tile-close"),
+    soundEl: el.querySelector(".tile-sound"),
     pc: null,
     session: null,
     // Bumped by every start and stop: an older start that resolves late undoes itself.
@@ -244,6 +245,7 @@ function makeTile(camera) {
     if (mayWatch() && straja.focused !== tile.id) open();
   });
   tile.closeEl.addEventListener("click", () => { armIdleTimer(); closeTile(); });
+  tile.soundEl.addEventListener("click", () => { armIdleTimer(); setSound(tile, tile.video.muted); });
   if (!mayWatch()) {
     tile.noteEl.textContent = "Live view is for security staff";
     tile.noteEl.hidden = false;
@@ -285,6 +287,7 @@ function openTile(tile) {
   tile.el.classList.add("open");
   tile.openEl.hidden = true;
   tile.closeEl.hidden = false;
+  showSoundButton(tile);
   if (mayWatch() && !["live", "connecting", "reconnecting"].includes(tile.view)) {
     ensurePlaying(tile).catch((e) => setStatus(e.message));
   }
@@ -298,6 +301,22 @@ function closeTile() {
   tile.el.classList.remove("open");
   tile.openEl.hidden = !mayWatch();
   tile.closeEl.hidden = true;
+  setSound(tile, false);
+  tile.soundEl.hidden = true;
+}
+
+/// The wall is silent; the camera open large plays its audio when asked (a click, so that the
+/// browser allows it). Only a camera whose view has an audio track offers the button.
+function setSound(tile, on) {
+  tile.video.muted = !on;
+  tile.soundEl.setAttribute("aria-pressed", String(on));
+  tile.soundEl.textContent = on ? "Sound off" : "Sound on";
+}
+
+function showSoundButton(tile) {
+  const stream = tile.video.srcObject;
+  const hasAudio = !!stream && stream.getAudioTracks().length > 0;
+  tile.soundEl.hidden = !(hasAudio && straja.focused === tile.id);
 }
 
 document.addEventListener("keydown", (event) => {
@@ -332,8 +351,18 @@ async function startTile(tile) {
   const pc = new RTCPeerConnection();
   tile.pc = pc;
   pc.addTransceiver("video", { direction: "recvonly" });
+  // The camera's audio, when it has some (the answer leaves it out otherwise).
+  pc.addTransceiver("audio", { direction: "recvonly" });
   pc.addEventListener("track", (event) => {
-    if (current()) tile.video.srcObject = event.streams[0] || new MediaStream([event.track]);
+    if (!current()) return;
+    const stream = event.streams[0];
+    if (stream) {
+      tile.video.srcObject = stream;
+    } else {
+      const tracks = tile.video.srcObject ? tile.video.srcObject.getTracks() : [];
+      tile.video.srcObject = new MediaStream([...tracks, event.track]);
+    }
+    showSoundButton(tile);
   });
   pc.addEventListener("connectionstatechange", () => {
     if (!current()) return;
