@@ -11,6 +11,7 @@ use straja_pipelines::{CameraOptions, CameraPipeline, CameraState};
 use crate::config::CameraConfig;
 use crate::hub::{CameraFeed, KeyframeSource};
 use crate::metrics::Metrics;
+use crate::transcoding::Transcoding;
 
 impl KeyframeSource for CameraPipeline {
     fn request_keyframe(&self) {
@@ -28,6 +29,8 @@ pub struct Camera {
     pub feed: Arc<CameraFeed>,
     /// Its audio's fan-out point (silent for a camera without audio).
     pub audio_feed: Arc<CameraFeed>,
+    /// H.264 made from its H.265, while viewers without H.265 watch (idle for H.264 cameras).
+    pub transcoding: Arc<Transcoding>,
     pipeline: Option<Arc<CameraPipeline>>,
     start_error: Option<String>,
 }
@@ -85,6 +88,7 @@ impl Camera {
         Camera {
             id: config.id.clone(),
             name: config.name.clone(),
+            transcoding: Transcoding::new(&config.id, feed.clone(), metrics),
             feed,
             audio_feed,
             pipeline,
@@ -100,6 +104,14 @@ impl Camera {
     /// The audio the camera hands on, once known (`None`: none, or not known yet).
     pub fn audio_codec(&self) -> Option<straja_pipelines::AudioCodec> {
         self.pipeline.as_ref().and_then(|p| p.audio_codec())
+    }
+
+    /// The camera's video codec, once known (H.264 until an RTSP camera says otherwise).
+    pub fn video_codec(&self) -> straja_pipelines::VideoCodec {
+        self.pipeline
+            .as_ref()
+            .and_then(|p| p.video_codec())
+            .unwrap_or(straja_pipelines::VideoCodec::H264)
     }
 
     /// True when the pipeline is playing.

@@ -21,4 +21,5 @@ pub mod server;
 pub mod sessions;
 pub mod snapshots;
 pub mod tls;
+pub mod transcoding;
 pub mod webrtc;

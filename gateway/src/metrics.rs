@@ -66,6 +66,8 @@ pub struct Metrics {
     pub recording_stored_bytes: IntGaugeVec,
     /// `straja_recording_disk_free_bytes`: free space on the recordings' filesystem.
     pub recording_disk_free_bytes: IntGauge,
+    /// `straja_transcoders_running{camera}`: 1 while the camera's H.265 → H.264 transcoder runs.
+    pub transcoders_running: IntGaugeVec,
     /// `straja_snapshots_total{camera,outcome}`: snapshot requests by outcome (`served`,
     /// `cached`, `unavailable`, `failed`).
     pub snapshots: IntCounterVec,
@@ -229,6 +231,14 @@ impl Metrics {
                 "Free bytes on the filesystem that holds the recordings.",
             )
             .expect("valid metric"),
+            transcoders_running: IntGaugeVec::new(
+                Opts::new(
+                    "straja_transcoders_running",
+                    "1 while the camera's H.265 to H.264 transcoder runs (for viewers without H.265).",
+                ),
+                &["camera"],
+            )
+            .expect("valid metric"),
             snapshots: counter(
                 "straja_snapshots_total",
                 "Snapshot requests, by outcome: served (decoded), cached (the same keyframe's \
@@ -237,7 +247,7 @@ impl Metrics {
             ),
             registry,
         };
-        let families: [Box<dyn prometheus::core::Collector>; 27] = [
+        let families: [Box<dyn prometheus::core::Collector>; 28] = [
             Box::new(build_info),
             Box::new(metrics.camera_up.clone()),
             Box::new(metrics.ingest_packets.clone()),
@@ -265,6 +275,7 @@ impl Metrics {
             Box::new(metrics.recording_stored_bytes.clone()),
             Box::new(metrics.recording_disk_free_bytes.clone()),
             Box::new(metrics.snapshots.clone()),
+            Box::new(metrics.transcoders_running.clone()),
         ];
         for family in families {
             metrics

@@ -13,7 +13,7 @@ use straja_gateway::config::{Config, DEMO_CONFIG};
 use straja_gateway::hub::h264::starts_keyframe;
 use straja_gateway::hub::rtp_header::RtpHeader;
 use straja_gateway::webrtc::stun_username::local_ufrag;
-use straja_gateway::webrtc::whep_peer::{AudioCodec, negotiate};
+use straja_gateway::webrtc::whep_peer::{AudioCodec, VideoCodec, negotiate};
 
 /// A recvonly video offer as Chromium sends it to a WHEP endpoint.
 const OFFER: &str = "v=0\r\n\
@@ -122,7 +122,14 @@ fn local() -> Vec<std::net::SocketAddr> {
 
 #[test]
 fn the_seed_offer_is_accepted() {
-    let result = negotiate(OFFER, &local(), &[], Some(AudioCodec::Opus)).expect("no setup failure");
+    let result = negotiate(
+        OFFER,
+        &local(),
+        &[],
+        VideoCodec::H264,
+        Some(AudioCodec::Opus),
+    )
+    .expect("no setup failure");
     assert!(result.is_ok(), "{:?}", result.err());
 }
 
@@ -134,7 +141,15 @@ fn an_offer_whose_video_section_cannot_be_answered_is_refused() {
         OFFER.replace("a=recvonly\r\n", ""),
         OFFER.replace("a=mid:0\r\n", ""),
     ] {
-        match negotiate(&offer, &local(), &[], Some(AudioCodec::Opus)).expect("no setup failure") {
+        match negotiate(
+            &offer,
+            &local(),
+            &[],
+            VideoCodec::H264,
+            Some(AudioCodec::Opus),
+        )
+        .expect("no setup failure")
+        {
             Ok(negotiated) => panic!("answered with:\n{}", negotiated.answer_sdp),
             Err(e) => assert!(e.to_string().contains("unacceptable"), "{e}"),
         }
@@ -147,12 +162,12 @@ proptest! {
     #[test]
     fn mutated_offers_are_answered_or_refused_never_panicked_on(edits in edits()) {
         let offer = apply(OFFER, &edits);
-        let _ = negotiate(&offer, &local(), &[], Some(AudioCodec::Opus));
+        let _ = negotiate(&offer, &local(), &[], VideoCodec::H264, Some(AudioCodec::Opus));
     }
 
     #[test]
     fn arbitrary_offers_are_refused(text in ".{0,400}") {
-        let outcome = negotiate(&text, &local(), &[], Some(AudioCodec::Opus)).expect("no setup failure");
+        let outcome = negotiate(&text, &local(), &[], VideoCodec::H264, Some(AudioCodec::Opus)).expect("no setup failure");
         prop_assert!(outcome.is_err());
     }
 }

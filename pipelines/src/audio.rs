@@ -190,7 +190,8 @@ pub(crate) fn link_rtsp_audio(
                     format!(
                         "queue max-size-time=500000000 leaky=downstream ! {depayloader} ! \
                          {decoder} ! audioconvert ! audioresample ! \
-                         audio/x-raw,rate=48000,channels=2 ! opusenc bitrate=48000 inband-fec=true ! \
+                         audio/x-raw,rate=48000,channels=2 ! audiorate skip-to-first=true ! \
+                         opusenc bitrate=48000 inband-fec=true ! \
                          rtpopuspay pt={OPUS_PAYLOAD_TYPE} mtu=1200 ! {}",
                         appsink_description()
                     )

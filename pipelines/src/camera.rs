@@ -24,6 +24,7 @@ use crate::error::PipelineError;
 use crate::packet_sink::PacketSink;
 use crate::pipeline_description::{self, BuiltPipeline};
 use crate::source::CameraSource;
+use crate::video_codec::VideoCodec;
 
 /// How long the supervisor waits on the bus before it looks at the stop flag and the packet
 /// counters again: the bound on how late it notices a stop or a stall.
@@ -110,6 +111,8 @@ struct Shared {
     keyframe_pad: Mutex<Option<gst::Pad>>,
     /// The audio the camera hands on ([`AudioCodec::to_u8`]; 0: none known).
     audio_codec: Arc<AtomicU8>,
+    /// The video the camera hands on ([`VideoCodec::to_u8`]; 0: not known yet).
+    video_codec: Arc<AtomicU8>,
 }
 
 impl Shared {
@@ -171,7 +174,8 @@ impl CameraPipeline {
         }
         // Built here rather than in the thread so that a missing plugin is reported to the
         // caller; building is local and takes milliseconds.
-        let first = pipeline_description::parse(&source)?;
+        let video_codec = Arc::new(AtomicU8::new(0));
+        let first = pipeline_description::parse_noting_codec(&source, &video_codec)?;
         let shared = Arc::new(Shared {
             id: id.to_owned(),
             source: source.redacted(),
@@ -181,6 +185,7 @@ impl CameraPipeline {
             last_error: Mutex::new(None),
             keyframe_pad: Mutex::new(None),
             audio_codec: Arc::new(AtomicU8::new(0)),
+            video_codec,
         });
         let supervisor = Supervisor {
             shared: Arc::clone(&shared),
@@ -214,6 +219,12 @@ impl CameraPipeline {
     /// Times the pipeline failed and was (or is about to be) rebuilt.
     pub fn reconnects(&self) -> u64 {
         self.shared.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// The video codec the camera hands on (known once its pipeline has seen the camera's
+    /// streams; H.264 for every source but an RTSP camera that sends H.265).
+    pub fn video_codec(&self) -> Option<VideoCodec> {
+        VideoCodec::from_u8(self.shared.video_codec.load(Ordering::Acquire))
     }
 
     /// The audio the camera hands on (known once its pipeline has seen the camera's streams;
@@ -323,7 +334,9 @@ impl Supervisor {
         while !self.shared.stopping() {
             let built = match next.take() {
                 Some(built) => Ok(built),
-                None => pipeline_description::parse(&self.source),
+                None => {
+                    pipeline_description::parse_noting_codec(&self.source, &self.shared.video_codec)
+                }
             };
             let outcome = match built {
                 Ok(built) => self.play(built),
@@ -363,7 +376,12 @@ impl Supervisor {
             audio_appsink,
         } = built;
         let stats = Arc::new(FlowStats::new());
-        delivery::connect_sink(&appsink, Arc::clone(&self.sink), Arc::clone(&stats));
+        delivery::connect_video_sink(
+            &appsink,
+            Arc::clone(&self.sink),
+            Arc::clone(&stats),
+            Arc::clone(&self.shared.video_codec),
+        );
         if let Some(audio_sink) = &self.audio_sink {
             self.connect_audio(&pipeline, audio_appsink.as_ref(), audio_sink);
         }

@@ -1,7 +1,7 @@
 //! Delivery from a pipeline's appsink to its [`PacketSink`]: zero-copy, lock-free, counted.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -9,6 +9,7 @@ use gstreamer as gst;
 use gstreamer_app as gst_app;
 
 use crate::packet_sink::PacketSink;
+use crate::video_codec::VideoCodec;
 
 /// Counts what the appsink delivered, for the supervisor's stall detection.
 #[derive(Debug)]
@@ -49,11 +50,40 @@ impl FlowStats {
     }
 }
 
+/// Like [`connect_sink`] for a camera's video: before the first packet, and whenever the codec in
+/// `codec` changes (a camera that came back with another codec), tells `sink` the codec.
+pub(crate) fn connect_video_sink(
+    appsink: &gst_app::AppSink,
+    sink: Arc<dyn PacketSink>,
+    stats: Arc<FlowStats>,
+    codec: Arc<AtomicU8>,
+) {
+    let told = AtomicU8::new(0);
+    let deliver = move |bytes: Bytes| {
+        let current = codec.load(Relaxed);
+        if current != told.swap(current, Relaxed)
+            && let Some(codec) = VideoCodec::from_u8(current)
+        {
+            sink.on_video_codec(codec);
+        }
+        sink.on_packet(bytes);
+    };
+    connect(appsink, deliver, stats);
+}
+
 /// Hands every sample of the appsink to `sink` as [`Bytes`] over the mapped buffer (no copy),
 /// counting in `stats`. Runs on the streaming thread; takes no lock.
 pub(crate) fn connect_sink(
     appsink: &gst_app::AppSink,
     sink: Arc<dyn PacketSink>,
+    stats: Arc<FlowStats>,
+) {
+    connect(appsink, move |bytes| sink.on_packet(bytes), stats);
+}
+
+fn connect(
+    appsink: &gst_app::AppSink,
+    deliver: impl Fn(Bytes) + Send + Sync + 'static,
     stats: Arc<FlowStats>,
 ) {
     appsink.set_callbacks(
@@ -69,7 +99,7 @@ pub(crate) fn connect_sink(
                 match buffer.into_mapped_buffer_readable() {
                     Ok(mapped) => {
                         stats.record();
-                        sink.on_packet(Bytes::from_owner(mapped));
+                        deliver(Bytes::from_owner(mapped));
                     }
                     Err(_) => tracing::debug!("an RTP buffer could not be mapped; dropped"),
                 }

@@ -29,6 +29,7 @@ mod camera;
 mod delivery;
 mod error;
 mod fragmented_mp4_muxer;
+mod h265_transcoder;
 mod mp4_export;
 mod packet_sink;
 mod pipeline_description;
@@ -40,11 +41,13 @@ mod source;
 mod test_camera;
 #[cfg(test)]
 mod test_support;
+mod video_codec;
 
 pub use audio::{AudioCodec, OPUS_PAYLOAD_TYPE};
 pub use camera::{CameraOptions, CameraPipeline, CameraState};
 pub use error::{PipelineError, SourceError};
 pub use fragmented_mp4_muxer::FragmentedMp4Muxer;
+pub use h265_transcoder::H265ToH264Transcoder;
 pub use mp4_export::{Mp4Export, SegmentSamples, VideoSample, demux_segment};
 pub use packet_sink::PacketSink;
 #[cfg(any(test, feature = "test-camera"))]
@@ -56,6 +59,7 @@ pub use snapshot::{
 pub use source::{CameraSource, RtspSource, RtspTransport, TEST_PATTERNS, TestSource, V4l2Source};
 #[cfg(feature = "test-camera")]
 pub use test_camera::{FakeCameraAudio, FakeCameraOptions, FakeCameraTransport, FakeRtspCamera};
+pub use video_codec::VideoCodec;
 
 /// Initialises GStreamer. Idempotent and cheap after the first call; every constructor of this
 /// crate calls it, so calling it first is only needed to fail early.

@@ -2,7 +2,8 @@
 
 use bytes::Bytes;
 
-/// Receives every RTP packet a camera pipeline produces: H.264 (RFC 6184), payload type 96,
+/// Receives every RTP packet a camera pipeline produces: H.264 (RFC 6184; or H.265, RFC 7798,
+/// when [`PacketSink::on_video_codec`] says so), payload type 96,
 /// 90 kHz clock, packets <= 1200 bytes, SPS/PPS sent in-band before every IDR.
 ///
 /// Called on a GStreamer streaming thread: must not block, must not call back into the pipeline
@@ -14,4 +15,8 @@ use bytes::Bytes;
 pub trait PacketSink: Send + Sync + 'static {
     /// One RTP packet, header included.
     fn on_packet(&self, packet: Bytes);
+
+    /// The video codec of the packets that follow (a video sink is told before its first packet,
+    /// and again if a camera comes back with another codec). H.264 when never called.
+    fn on_video_codec(&self, _codec: crate::VideoCodec) {}
 }

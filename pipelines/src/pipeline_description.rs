@@ -2,7 +2,7 @@
 //!
 //! Every pipeline ends the same way, so that what reaches the [`PacketSink`](crate::PacketSink) is the same whatever
 //! the camera: `h264parse ! rtph264pay pt=96 mtu=1200 config-interval=-1
-//! aggregate-mode=zero-latency ! appsink`. RTSP cameras are depayloaded and re-payloaded (no
+//! aggregate-mode=zero-latency ! appsink` (`h265parse ! rtph265pay …` for an H.265 RTSP camera). RTSP cameras are depayloaded and re-payloaded (no
 //! re-encode) to normalise the MTU and put SPS/PPS in-band before every IDR; test patterns and
 //! V4L2 devices are encoded with x264 tuned for latency.
 //!
@@ -15,8 +15,12 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
+
 use crate::error::PipelineError;
 use crate::source::{CameraSource, RtpSource, RtspSource, TestSource};
+use crate::video_codec::VideoCodec;
 
 /// Name of the first element (videotestsrc, rtspsrc or v4l2src).
 pub(crate) const SOURCE: &str = "src";
@@ -27,13 +31,33 @@ pub(crate) const PAYLOADER: &str = "pay";
 /// Name of the appsink.
 pub(crate) const SINK: &str = "sink";
 
-/// The payloader and sink every pipeline ends with.
-fn rtp_tail() -> String {
+/// The appsink every pipeline ends with.
+fn video_appsink() -> String {
     format!(
-        "h264parse ! rtph264pay name={PAYLOADER} pt=96 mtu=1200 config-interval=-1 \
-         aggregate-mode=zero-latency ! appsink name={SINK} emit-signals=false sync=false \
-         max-buffers=64 drop=true enable-last-sample=false"
+        "appsink name={SINK} emit-signals=false sync=false max-buffers=64 drop=true \
+         enable-last-sample=false"
     )
+}
+
+/// Parser and payloader for `codec`: packets of at most 1200 bytes, parameter sets before
+/// every keyframe.
+fn payloader(codec: VideoCodec) -> String {
+    let (_, parser, payloader) = codec.elements();
+    // rtph265pay, unlike rtph264pay, does not repeat parameter sets it saw only once in the
+    // stream: the parser puts VPS/SPS/PPS before every IRAP picture itself.
+    let parser_options = match codec {
+        VideoCodec::H264 => "",
+        VideoCodec::H265 => " config-interval=-1",
+    };
+    format!(
+        "{parser}{parser_options} ! {payloader} name={PAYLOADER} pt=96 mtu=1200 \
+         config-interval=-1 aggregate-mode=zero-latency"
+    )
+}
+
+/// The payloader and sink every H.264 pipeline ends with.
+fn rtp_tail() -> String {
+    format!("{} ! {}", payloader(VideoCodec::H264), video_appsink())
 }
 
 /// x264 for live viewing: no B-frames, no lookahead, constrained baseline (every browser decodes it).
@@ -48,10 +72,12 @@ fn x264(gop_frames: u32, bitrate_kbps: u32) -> String {
 pub(crate) fn describe(source: &CameraSource) -> String {
     match source {
         CameraSource::Test(test) => describe_test(test),
+        // The video branch (depayloader, parser, payloader of the camera's codec) is linked
+        // between the two when the camera has described its streams: link_rtsp_video.
         CameraSource::Rtsp(rtsp) => format!(
-            "rtspsrc name={SOURCE} latency=0 protocols={} ! rtph264depay ! {}",
+            "rtspsrc name={SOURCE} latency=0 protocols={}  {}",
             rtsp.transport().gst_protocols(),
-            rtp_tail()
+            video_appsink()
         ),
         CameraSource::Rtp(rtp) => describe_rtp(rtp),
         CameraSource::V4l2(v4l2) => format!(
@@ -112,6 +138,110 @@ pub(crate) struct BuiltPipeline {
     pub(crate) appsink: gst_app::AppSink,
     /// A test source's audio appsink (an RTSP camera's comes when it describes its streams).
     pub(crate) audio_appsink: Option<gst_app::AppSink>,
+}
+
+/// Parses a source's description into elements (state NULL), noting its video codec in
+/// `video_codec` ([`VideoCodec::to_u8`]): H.264 at once, or an RTSP camera's when it describes its
+/// streams.
+pub(crate) fn parse_noting_codec(
+    source: &CameraSource,
+    video_codec: &Arc<AtomicU8>,
+) -> Result<BuiltPipeline, PipelineError> {
+    let built = parse(source)?;
+    match source {
+        CameraSource::Rtsp(_) => {
+            if let Some(rtspsrc) = built.pipeline.by_name(SOURCE) {
+                link_rtsp_video(
+                    &built.pipeline,
+                    &rtspsrc,
+                    &built.appsink,
+                    video_codec.clone(),
+                );
+            }
+        }
+        _ => video_codec.store(VideoCodec::H264.to_u8(), Ordering::Release),
+    }
+    Ok(built)
+}
+
+/// Links `rtspsrc`'s video pad, once the camera has described its streams, through the
+/// depayloader, parser and payloader of its codec (H.264 or H.265) to `appsink`, noting the codec.
+/// Other video codecs are refused with a clear error on the bus (the camera then reconnects,
+/// with backoff, and says why).
+fn link_rtsp_video(
+    pipeline: &gst::Pipeline,
+    rtspsrc: &gst::Element,
+    appsink: &gst_app::AppSink,
+    video_codec: Arc<AtomicU8>,
+) {
+    let pipeline = pipeline.downgrade();
+    let appsink = appsink.downgrade();
+    rtspsrc.connect_pad_added(move |rtspsrc, pad| {
+        let (Some(pipeline), Some(appsink)) = (pipeline.upgrade(), appsink.upgrade()) else {
+            return;
+        };
+        let Some(structure) = pad
+            .current_caps()
+            .and_then(|c| c.structure(0).map(|s| s.to_owned()))
+        else {
+            return;
+        };
+        if structure.get::<&str>("media").ok() != Some("video") {
+            return;
+        }
+        let Some(sink_pad) = appsink.static_pad("sink") else {
+            return;
+        };
+        if sink_pad.is_linked() {
+            // A second video stream: only the first is taken.
+            return;
+        }
+        let encoding = structure.get::<&str>("encoding-name").unwrap_or("");
+        let Some(codec) = VideoCodec::from_encoding_name(encoding) else {
+            let encoding: String = encoding.chars().take(32).collect();
+            gst::element_error!(
+                rtspsrc,
+                gst::StreamError::CodecNotFound,
+                (
+                    "the camera sends {} video; H.264 and H.265 are supported",
+                    encoding
+                )
+            );
+            return;
+        };
+        let (depayloader, _, _) = codec.elements();
+        let description = format!("{depayloader} ! {}", payloader(codec));
+        let bin = match gst::parse::bin_from_description(&description, true) {
+            Ok(bin) => bin,
+            Err(e) => {
+                gst::element_error!(
+                    rtspsrc,
+                    gst::CoreError::MissingPlugin,
+                    ("cannot build the {} branch: {}", codec.as_str(), e)
+                );
+                return;
+            }
+        };
+        if pipeline.add(&bin).is_err() {
+            return;
+        }
+        let linked = bin
+            .static_pad("src")
+            .is_some_and(|src| src.link(&sink_pad).is_ok())
+            && bin
+                .static_pad("sink")
+                .is_some_and(|sink| pad.link(&sink).is_ok());
+        if !linked {
+            gst::element_error!(
+                rtspsrc,
+                gst::CoreError::Negotiation,
+                ("the camera's {} stream could not be linked", codec.as_str())
+            );
+            return;
+        }
+        video_codec.store(codec.to_u8(), Ordering::Release);
+        let _ = bin.sync_state_with_parent();
+    });
 }
 
 /// Parses a source's description into elements (state NULL) and sets the properties that are

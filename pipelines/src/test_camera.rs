@@ -51,6 +51,8 @@ pub struct FakeCameraOptions {
     pub tls: Option<(String, String)>,
     /// An audio stream (a test tone) besides the video.
     pub audio: Option<FakeCameraAudio>,
+    /// Send H.265 (x265) instead of H.264.
+    pub h265: bool,
 }
 
 /// The audio a fake camera sends.
@@ -111,6 +113,7 @@ impl Default for FakeCameraOptions {
             transport: FakeCameraTransport::Any,
             tls: None,
             audio: None,
+            h265: false,
         }
     }
 }
@@ -130,6 +133,7 @@ impl fmt::Debug for FakeCameraOptions {
             .field("transport", &self.transport)
             .field("tls", &self.tls.is_some())
             .field("audio", &self.audio)
+            .field("h265", &self.h265)
             .finish()
     }
 }
@@ -167,18 +171,27 @@ impl FakeCameraOptions {
         } else {
             ("avc", 0, " option-string=repeat-headers=0")
         };
+        let encode = if self.h265 {
+            format!(
+                "x265enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={} ! \
+                 video/x-h265,profile=main ! rtph265pay name=pay0 pt=96 config-interval=-1",
+                self.gop_frames, self.bitrate_kbps
+            )
+        } else {
+            format!(
+                "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={}{x264_options} ! \
+                 video/x-h264,stream-format={stream_format} ! \
+                 rtph264pay name=pay0 pt=96 config-interval={config_interval}",
+                self.gop_frames, self.bitrate_kbps
+            )
+        };
         Ok(format!(
             "( videotestsrc is-live=true pattern={} ! \
-             video/x-raw,width={},height={},framerate={}/1 ! \
-             x264enc tune=zerolatency speed-preset=ultrafast key-int-max={} bitrate={}{x264_options} ! \
-             video/x-h264,stream-format={stream_format} ! \
-             rtph264pay name=pay0 pt=96 config-interval={config_interval} {audio} )",
+             video/x-raw,width={},height={},framerate={}/1 ! {encode} {audio} )",
             self.pattern,
             self.width,
             self.height,
             self.fps,
-            self.gop_frames,
-            self.bitrate_kbps,
             audio = self
                 .audio
                 .map(|audio| format!(

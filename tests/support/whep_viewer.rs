@@ -9,7 +9,7 @@ use rtc::interceptor::Registry;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::interceptor_registry::register_default_interceptors;
 use rtc::peer_connection::configuration::media_engine::{
-    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU, MediaEngine,
+    MIME_TYPE_H264, MIME_TYPE_HEVC, MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU, MediaEngine,
 };
 use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
@@ -47,6 +47,9 @@ pub struct Reception {
     pub first_packet_at: Option<Instant>,
     /// RTP timestamps of the first complete frames (up to [`KEPT_FRAME_TIMESTAMPS`]).
     pub frame_timestamps: Vec<u32>,
+    /// The first byte of the video payloads seen (an H.264 or H.265 NAL or packet header):
+    /// 0x60 (an H.265 aggregation packet) never starts an H.264 payload.
+    pub video_payload_first_bytes: std::collections::BTreeSet<u8>,
     /// Audio RTP packets received (viewers that asked for audio).
     pub audio_packets: u64,
     /// Audio packets whose sequence number did not follow the previous one's.
@@ -77,6 +80,9 @@ impl Reception {
 
     fn on_packet(&mut self, sequence: u16, timestamp: u32, marker: bool, payload: &[u8]) {
         self.packets += 1;
+        if let Some(&first) = payload.first() {
+            self.video_payload_first_bytes.insert(first);
+        }
         self.first_packet_at.get_or_insert_with(Instant::now);
         let gap = self
             .last_sequence
@@ -216,7 +222,16 @@ pub struct WhepViewer {
 impl WhepViewer {
     /// Offers to `whep_url`, applies the answer, and returns at once (media arrives later).
     pub async fn connect(client: &reqwest::Client, base_url: &str, camera: &str) -> WhepViewer {
-        Self::connect_with(client, base_url, camera, false).await
+        Self::connect_with(client, base_url, camera, false, false).await
+    }
+
+    /// Like [`WhepViewer::connect`], offering H.265 only (a browser with an H.265 decoder).
+    pub async fn connect_h265(
+        client: &reqwest::Client,
+        base_url: &str,
+        camera: &str,
+    ) -> WhepViewer {
+        Self::connect_with(client, base_url, camera, false, true).await
     }
 
     /// Like [`WhepViewer::connect`], also asking for the camera's audio (offering Opus, PCMU and
@@ -226,7 +241,7 @@ impl WhepViewer {
         base_url: &str,
         camera: &str,
     ) -> WhepViewer {
-        Self::connect_with(client, base_url, camera, true).await
+        Self::connect_with(client, base_url, camera, true, false).await
     }
 
     async fn connect_with(
@@ -234,6 +249,7 @@ impl WhepViewer {
         base_url: &str,
         camera: &str,
         audio: bool,
+        h265: bool,
     ) -> WhepViewer {
         let mut media_engine = MediaEngine::default();
         if audio {
@@ -259,16 +275,25 @@ impl WhepViewer {
                     .expect("audio codec");
             }
         }
+        let (mime_type, fmtp) = if h265 {
+            (
+                MIME_TYPE_HEVC,
+                "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST",
+            )
+        } else {
+            (
+                MIME_TYPE_H264,
+                "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f",
+            )
+        };
         media_engine
             .register_codec(
                 RTCRtpCodecParameters {
                     rtp_codec: RTCRtpCodec {
-                        mime_type: MIME_TYPE_H264.to_owned(),
+                        mime_type: mime_type.to_owned(),
                         clock_rate: 90000,
                         channels: 0,
-                        sdp_fmtp_line:
-                            "level-asymmetry-allowed=1;packetization-mode=1;profile-level-id=42e01f"
-                                .to_owned(),
+                        sdp_fmtp_line: fmtp.to_owned(),
                         rtcp_feedback: vec![],
                     },
                     payload_type: 96,

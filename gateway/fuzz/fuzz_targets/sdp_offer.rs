@@ -19,7 +19,13 @@ fuzz_target!(|data: &[u8]| {
     } else {
         &[IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10))]
     };
-    if let Ok(Ok(negotiated)) = negotiate(offer, &local, public, Some(straja_gateway::webrtc::whep_peer::AudioCodec::Opus)) {
+    if let Ok(Ok(negotiated)) = negotiate(
+        offer,
+        &local,
+        public,
+        straja_gateway::webrtc::whep_peer::VideoCodec::H264,
+        Some(straja_gateway::webrtc::whep_peer::AudioCodec::Opus),
+    ) {
         assert!(!negotiated.answer_sdp.is_empty());
         assert!(
             negotiated.answer_sdp.contains(&negotiated.ice_ufrag),

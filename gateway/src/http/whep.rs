@@ -82,7 +82,35 @@ pub async fn offer(
         source: Some(client.to_string()),
         reason,
     };
+    // An H.265 camera: its own stream for a viewer that offers H.265, else its H.264 transcode,
+    // which runs while such viewers hold a lease on it.
+    use crate::webrtc::whep_peer::{VideoCodec, offer_takes_video};
+    let (video_feed, transcode_lease) = if camera.video_codec() == VideoCodec::H265
+        && !offer_takes_video(offer, VideoCodec::H265)
+    {
+        if !offer_takes_video(offer, VideoCodec::H264) {
+            return Err(ApiError::bad_request(
+                "unacceptable SDP offer: this camera sends H.265 (or H.264 transcoded from it), \
+                 and the offer has neither",
+            ));
+        }
+        let lease = camera.transcoding.acquire().map_err(|e| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!(
+                    "this camera sends H.265, which the offer does not take, and it cannot be \
+                     transcoded to H.264 now: {e}"
+                ),
+            )
+            .retry_after(RETRY_AFTER_SECONDS)
+        })?;
+        (camera.transcoding.output().clone(), Some(lease))
+    } else {
+        (camera.feed.clone(), None)
+    };
     let on_end = {
+        // Held for the session's life: the transcode stops when its last viewer ends.
+        let transcode_lease = transcode_lease;
         let gateway = Arc::downgrade(&gateway);
         let session_id = session_id.clone();
         let camera = camera.id.clone();
@@ -103,11 +131,12 @@ pub async fn offer(
                 });
             }
             tracing::info!(%camera, session = &session_id[..8], ?reason, "viewer session ended");
+            drop(transcode_lease);
         }
     };
     let started = match gateway.webrtc.start_viewer(
         offer,
-        camera.feed.clone(),
+        video_feed,
         camera
             .audio_codec()
             .map(|codec| (camera.audio_feed.clone(), codec)),

@@ -12,14 +12,14 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
-use straja_pipelines::PacketSink;
+use straja_pipelines::{PacketSink, VideoCodec};
 use tokio::sync::mpsc;
 
 use super::gop_cache::{DEFAULT_GOP_CACHE_BYTES, GopCache};
-use super::h264;
 use super::keyframe::Keyframe;
 use super::media_packet::MediaPacket;
 use super::rtp_header::RtpHeader;
+use super::{h264, h265};
 use crate::metrics::CameraMetrics;
 
 /// Packets a viewer's queue holds before the hub drops for it (about 1 s of 2 Mbit/s video).
@@ -83,6 +83,8 @@ pub struct CameraFeed {
     gop: GopCache,
     /// An audio feed: every packet is a starting point, nothing is cached.
     audio: bool,
+    /// The video codec: 0 H.264 (also before the pipeline says), 1 H.265.
+    h265: AtomicBool,
     /// Set once the GOP outgrew the cache's bound (logged once).
     gop_overflow_logged: AtomicBool,
     metrics: CameraMetrics,
@@ -112,6 +114,7 @@ impl CameraFeed {
             epoch: AtomicU32::new(0),
             gop: GopCache::new(gop_cache_bytes),
             audio: false,
+            h265: AtomicBool::new(false),
             gop_overflow_logged: AtomicBool::new(false),
             metrics,
         })
@@ -125,6 +128,15 @@ impl CameraFeed {
             feed.audio = true;
         }
         feed
+    }
+
+    /// The video codec of the feed's packets.
+    pub fn video_codec(&self) -> VideoCodec {
+        if self.h265.load(Ordering::Relaxed) {
+            VideoCodec::H265
+        } else {
+            VideoCodec::H264
+        }
     }
 
     /// True for an audio feed.
@@ -233,7 +245,12 @@ impl CameraFeed {
         self.metrics.ingest_packets.inc();
         self.metrics.ingest_bytes.inc_by(data.len() as u64);
         let payload = &data[header.payload_offset..header.payload_offset + header.payload_len];
-        let keyframe_start = self.audio || h264::starts_keyframe(payload);
+        let keyframe_start = self.audio
+            || if self.h265.load(Ordering::Relaxed) {
+                h265::starts_keyframe(payload)
+            } else {
+                h264::starts_keyframe(payload)
+            };
         if keyframe_start {
             self.last_keyframe.store(self.now_ms(), Ordering::Relaxed);
         }
@@ -297,6 +314,13 @@ impl CameraFeed {
 impl PacketSink for CameraFeed {
     fn on_packet(&self, packet: Bytes) {
         self.publish(packet);
+    }
+
+    fn on_video_codec(&self, codec: VideoCodec) {
+        let h265 = codec == VideoCodec::H265;
+        if self.h265.swap(h265, Ordering::Relaxed) != h265 {
+            tracing::info!(camera = %self.id, codec = codec.as_str(), "the camera's video codec");
+        }
     }
 }
 

@@ -6,6 +6,7 @@
 pub mod feed;
 pub mod gop_cache;
 pub mod h264;
+pub mod h265;
 pub mod keyframe;
 pub mod media_packet;
 pub mod rtp_header;

@@ -91,8 +91,9 @@ impl WebrtcEngine {
     /// egress shard. `on_end` runs when it ends. Outer error: our failure (500); inner error: the
     /// offer's fault (400).
     ///
-    /// `audio` is the camera's audio feed and codec, when it has audio: the viewer gets it too if
-    /// its offer takes the codec.
+    /// The viewer is sent `feed`'s video codec (the caller picks the feed: an H.265 camera's own
+    /// for a viewer that offers H.265, its H.264 transcode for the others). `audio` is the camera's
+    /// audio feed and codec, when it has audio: the viewer gets it too if its offer takes the codec.
     pub fn start_viewer(
         &self,
         offer_sdp: &str,
@@ -104,6 +105,7 @@ impl WebrtcEngine {
             offer_sdp,
             &self.transport.local_addrs(),
             &self.public_ips,
+            feed.video_codec(),
             audio.as_ref().map(|(_, codec)| *codec),
         )? {
             Ok(negotiated) => negotiated,

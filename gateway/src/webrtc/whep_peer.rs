@@ -15,7 +15,7 @@ use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::media_engine::{
-    MIME_TYPE_H264, MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU, MediaEngine,
+    MIME_TYPE_H264, MIME_TYPE_HEVC, MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU, MediaEngine,
 };
 use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
@@ -32,6 +32,8 @@ use rtc::rtp_transceiver::rtp_sender::{
 use super::keyframe_feedback::KeyframeFeedback;
 /// The camera audio codecs a viewer can be given (the pipelines' own type).
 pub use straja_pipelines::AudioCodec;
+/// The camera video codecs a viewer can be given (the pipelines' own type).
+pub use straja_pipelines::VideoCodec;
 
 /// Why an offer was refused: the client's mistake, reported as 400 with this text.
 #[derive(Debug, thiserror::Error)]
@@ -192,8 +194,37 @@ pub fn viewer_interceptors() -> Registry {
         .with(Slot::SenderReport, SenderReportBuilder::new().build())
 }
 
+/// H.265 as offered to viewers of an H.265 camera (payload type, fmtp).
+const H265_PAYLOAD_TYPE: u8 = 116;
+
+fn h265_codec() -> RTCRtpCodec {
+    RTCRtpCodec {
+        mime_type: MIME_TYPE_HEVC.to_owned(),
+        clock_rate: 90000,
+        channels: 0,
+        sdp_fmtp_line: "level-id=93;profile-id=1;tier-flag=0;tx-mode=SRST".to_owned(),
+        rtcp_feedback: h264_codec(H264_PROFILES[0].0).rtcp_feedback,
+    }
+}
+
+/// Whether the offer's video section receives `codec` (an `a=rtpmap` of it).
+pub fn offer_takes_video(offer: &str, codec: VideoCodec) -> bool {
+    let rtpmap = match codec {
+        VideoCodec::H264 => " H264/90000",
+        VideoCodec::H265 => " H265/90000",
+    };
+    offer
+        .split("\nm=")
+        .filter(|section| section.starts_with("video"))
+        .any(|section| {
+            section
+                .lines()
+                .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_uppercase().contains(rtpmap))
+        })
+}
+
 /// Checks what can be checked cheaply before any WebRTC state is built.
-fn precheck(offer: &str) -> Result<(), OfferError> {
+fn precheck(offer: &str, video: VideoCodec) -> Result<(), OfferError> {
     if offer.trim().is_empty() {
         return Err(OfferError::Malformed("the body is empty".into()));
     }
@@ -214,13 +245,18 @@ fn precheck(offer: &str) -> Result<(), OfferError> {
             "the offer has no video media section to receive the camera on".into(),
         ));
     }
-    let has_h264 = offer
+    let wanted = match video {
+        VideoCodec::H264 => " H264/90000",
+        VideoCodec::H265 => " H265/90000",
+    };
+    let has_codec = offer
         .lines()
-        .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_uppercase().contains(" H264/90000"));
-    if !has_h264 {
-        return Err(OfferError::Unacceptable(
-            "the offer has no H.264 codec; this camera sends H.264".into(),
-        ));
+        .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_uppercase().contains(wanted));
+    if !has_codec {
+        return Err(OfferError::Unacceptable(match video {
+            VideoCodec::H264 => "the offer has no H.264 codec; this camera sends H.264".into(),
+            VideoCodec::H265 => "the offer has no H.265 codec".into(),
+        }));
     }
     let video_section = offer
         .split("m=")
@@ -240,15 +276,17 @@ fn precheck(offer: &str) -> Result<(), OfferError> {
 /// Negotiates a viewer's session from its offer. `local_addrs` are the media sockets' addresses;
 /// `public_ips` are announced (server-reflexive, based on the first socket) when behind 1:1 NAT.
 ///
-/// `camera_audio` is the camera's audio codec, if it has audio: the viewer gets it when its offer
-/// takes that codec (browsers take Opus and G.711), and video only otherwise.
+/// `video` is the codec the viewer is sent (H.264, or an H.265 camera's own H.265 for a viewer
+/// that offers it). `camera_audio` is the camera's audio codec, if it has audio: the viewer gets
+/// it when its offer takes that codec (browsers take Opus and G.711), and video only otherwise.
 pub fn negotiate(
     offer_sdp: &str,
     local_addrs: &[SocketAddr],
     public_ips: &[IpAddr],
+    video: VideoCodec,
     camera_audio: Option<AudioCodec>,
 ) -> Result<Result<Negotiated, OfferError>, PeerSetupError> {
-    if let Err(e) = precheck(offer_sdp) {
+    if let Err(e) = precheck(offer_sdp, video) {
         return Ok(Err(e));
     }
     let offer = match RTCSessionDescription::offer(offer_sdp.to_owned()) {
@@ -258,11 +296,18 @@ pub fn negotiate(
     let setup = |e: rtc::shared::error::Error| PeerSetupError(e.to_string());
 
     let mut media_engine = MediaEngine::default();
-    for (profile, payload_type) in H264_PROFILES {
+    let video_codecs: Vec<(RTCRtpCodec, u8)> = match video {
+        VideoCodec::H264 => H264_PROFILES
+            .iter()
+            .map(|(profile, payload_type)| (h264_codec(profile), *payload_type))
+            .collect(),
+        VideoCodec::H265 => vec![(h265_codec(), H265_PAYLOAD_TYPE)],
+    };
+    for (rtp_codec, payload_type) in video_codecs {
         media_engine
             .register_codec(
                 RTCRtpCodecParameters {
-                    rtp_codec: h264_codec(profile),
+                    rtp_codec,
                     payload_type,
                 },
                 RtpCodecKind::Video,
@@ -325,7 +370,10 @@ pub fn negotiate(
                 ssrc: Some(ssrc),
                 ..Default::default()
             },
-            codec: h264_codec(H264_PROFILES[0].0),
+            codec: match video {
+                VideoCodec::H264 => h264_codec(H264_PROFILES[0].0),
+                VideoCodec::H265 => h265_codec(),
+            },
             ..Default::default()
         }],
     );
@@ -391,19 +439,25 @@ pub fn negotiate(
         )));
     }
 
-    let negotiated_h264 = peer.rtp_sender(sender).and_then(|mut s| {
+    let video_mime = match video {
+        VideoCodec::H264 => MIME_TYPE_H264,
+        VideoCodec::H265 => MIME_TYPE_HEVC,
+    };
+    let negotiated_video = peer.rtp_sender(sender).and_then(|mut s| {
         s.get_parameters()
             .rtp_parameters
             .codecs
             .iter()
-            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(MIME_TYPE_H264))
+            .find(|c| c.rtp_codec.mime_type.eq_ignore_ascii_case(video_mime))
             .map(|c| c.payload_type)
     });
-    let Some(payload_type) = negotiated_h264 else {
-        return Ok(Err(OfferError::Unacceptable(
-            "no H.264 profile in the offer matches one this gateway sends (packetization-mode=1)"
+    let Some(payload_type) = negotiated_video else {
+        return Ok(Err(OfferError::Unacceptable(match video {
+            VideoCodec::H264 => "no H.264 profile in the offer matches one this gateway sends \
+                                 (packetization-mode=1)"
                 .into(),
-        )));
+            VideoCodec::H265 => "the offer's H.265 does not match what this gateway sends".into(),
+        })));
     };
 
     let audio = audio_sender.and_then(|(sender, ssrc, codec)| {
@@ -482,7 +536,7 @@ mod tests {
     #[test]
     fn empty_and_non_sdp_bodies_are_malformed() {
         for body in ["", "   \r\n", "hello", "{\"sdp\":1}"] {
-            match precheck(body) {
+            match precheck(body, VideoCodec::H264) {
                 Err(OfferError::Malformed(_)) => {}
                 other => panic!("{body:?}: {other:?}"),
             }
@@ -493,11 +547,13 @@ mod tests {
     fn offers_without_h264_video_are_unacceptable() {
         let audio_only = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=rtpmap:111 opus/48000/2\r\n";
         assert!(matches!(
-            precheck(audio_only),
+            precheck(audio_only, VideoCodec::H264),
             Err(OfferError::Unacceptable(_))
         ));
         let vp8_only = "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 VP8/90000\r\n";
-        let err = precheck(vp8_only).unwrap_err().to_string();
+        let err = precheck(vp8_only, VideoCodec::H264)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("H.264"), "{err}");
     }
 
@@ -508,7 +564,8 @@ mod tests {
             "v=0\r\nm=video\r\na=rtpmap:96 H264/90000\r\n",
             "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=rtpmap:96 H264/90000\r\nzzz\r\n",
         ] {
-            let result = negotiate(body, &local, &[], None).expect("no setup failure");
+            let result =
+                negotiate(body, &local, &[], VideoCodec::H264, None).expect("no setup failure");
             assert!(result.is_err(), "{body:?} was accepted");
         }
     }

@@ -289,6 +289,7 @@ mod rtsp {
         assert!(wait_until(Duration::from_secs(2), || camera.state()
             == CameraState::Playing));
         assert_eq!(camera.reconnects(), 0);
+        assert_eq!(camera.video_codec(), Some(crate::VideoCodec::H264));
         camera.stop();
         fake.stop();
     }
@@ -607,6 +608,44 @@ mod rtsp {
             camera.stop();
             fake.stop();
         }
+    }
+
+    #[test]
+    fn an_h265_camera_is_repayloaded_as_h265_and_says_so() {
+        let fake = FakeRtspCamera::start(FakeCameraOptions {
+            h265: true,
+            ..small()
+        })
+        .expect("fake H.265 camera");
+        let (sink, rx) = Collector::new();
+        let camera = CameraPipeline::start("hevc", source(&fake.url()), sink, options(3000))
+            .expect("camera starts");
+        // H.265 NAL headers: an aggregation packet (type 48) carries VPS/SPS/PPS before every
+        // IRAP picture (not only the stream's first); an IDR slice (type 19 or 20) or its first
+        // fragment follows.
+        let nal_type = |packet: &bytes::Bytes| (packet[12] >> 1) & 0x3f;
+        let mut parameter_sets = false;
+        let mut keyframes_after_parameter_sets = 0;
+        let found = receive_until(&rx, Duration::from_secs(8), |packet| {
+            assert!(packet.len() <= 1200);
+            assert_eq!(packet[1] & 0x7f, 96);
+            if nal_type(packet) == 48 {
+                parameter_sets = true;
+            }
+            let irap = match nal_type(packet) {
+                49 => matches!(packet[14] & 0x3f, 16..=21) && packet[14] & 0x80 != 0,
+                t => (16..=21).contains(&t),
+            };
+            if irap && parameter_sets {
+                keyframes_after_parameter_sets += 1;
+                parameter_sets = false;
+            }
+            keyframes_after_parameter_sets >= 3
+        });
+        assert!(found, "parameter sets before each of three IRAP pictures");
+        assert_eq!(camera.video_codec(), Some(crate::VideoCodec::H265));
+        camera.stop();
+        fake.stop();
     }
 
     #[test]

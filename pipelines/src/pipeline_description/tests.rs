@@ -63,7 +63,8 @@ fn rtsp_description_has_no_location_and_rtspsrc_gets_credentials_as_properties()
     let text = describe(&rtsp);
     assert_eq!(
         text,
-        format!("rtspsrc name=src latency=0 protocols=udp ! rtph264depay ! {TAIL}")
+        "rtspsrc name=src latency=0 protocols=udp  appsink name=sink emit-signals=false \
+         sync=false max-buffers=64 drop=true enable-last-sample=false"
     );
     let built = parse(&rtsp).expect("rtsp pipeline parses");
     let src = built.pipeline.by_name(SOURCE).expect("rtspsrc");
@@ -80,11 +81,9 @@ fn rtsp_description_has_no_location_and_rtspsrc_gets_credentials_as_properties()
         Some("n0t-in-logs")
     );
     assert_eq!(src.property::<u32>("latency"), 0);
-    assert_eq!(factory_name(&built.pipeline, PAYLOADER), "rtph264pay");
-    let pay = built.pipeline.by_name(PAYLOADER).expect("pay");
-    assert_eq!(pay.property::<u32>("mtu"), 1200);
-    assert_eq!(pay.property::<u32>("pt"), 96);
-    assert_eq!(pay.property::<i32>("config-interval"), -1);
+    // The payloader comes with the camera's video pad (H.264 or H.265); the same as every other
+    // pipeline's, which the test and v4l2 descriptions show.
+    assert!(built.pipeline.by_name(PAYLOADER).is_none());
 }
 
 #[test]

@@ -1,0 +1,178 @@
+//! An H.265 camera: a viewer that offers H.265 gets the camera's own stream, passed through; a
+//! viewer that does not (every browser without an H.265 decoder, Chromium here) gets H.264 from
+//! one transcoder per camera, started when the first such viewer comes and stopped after the last
+//! one leaves, while the H.265 viewer is untouched.
+
+mod support;
+
+use std::time::Duration;
+
+use straja_pipelines::{FakeCameraOptions, FakeRtspCamera};
+use support::chromium::Chromium;
+use support::gateway_under_test::{GatewayUnderTest, TestCamera};
+use support::whep_viewer::WhepViewer;
+
+const RUNNING: &str = r#"straja_transcoders_running{camera="hevc"}"#;
+
+async fn wait_for_metric(gateway: &GatewayUnderTest, series: &str, value: f64) -> bool {
+    for _ in 0..100 {
+        if gateway.metric(series).await == Some(value) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn h265_is_passed_through_to_h265_viewers_and_transcoded_once_for_the_others() {
+    let camera = FakeRtspCamera::start(FakeCameraOptions {
+        width: 320,
+        height: 240,
+        h265: true,
+        ..Default::default()
+    })
+    .expect("fake H.265 camera");
+    let url = camera.url();
+    let gateway = GatewayUnderTest::start(&[TestCamera {
+        id: "hevc",
+        source: &url,
+        settings: "",
+    }])
+    .await;
+    gateway.wait_until_ready(Duration::from_secs(20)).await;
+    assert_eq!(
+        gateway.metric(RUNNING).await,
+        Some(0.0),
+        "nothing transcoded yet"
+    );
+
+    // Passthrough.
+    let native = WhepViewer::connect_h265(&gateway.client, &gateway.base_url, "hevc").await;
+    assert!(
+        native
+            .answer_sdp
+            .to_ascii_uppercase()
+            .contains("H265/90000")
+    );
+    let frames = native.wait_for_frames(60, Duration::from_secs(15)).await;
+    assert!(frames.complete_frames >= 60, "{frames:?}");
+    assert!(
+        frames.video_payload_first_bytes.contains(&0x60),
+        "H.265 aggregation packets (VPS/SPS/PPS) reach the H.265 viewer: {:?}",
+        frames.video_payload_first_bytes
+    );
+    assert_eq!(frames.broken_frames, 0);
+    assert_eq!(
+        gateway.metric(RUNNING).await,
+        Some(0.0),
+        "no transcode for it"
+    );
+
+    // Two H.264 viewers: one transcoder, started by the first.
+    let first = WhepViewer::connect(&gateway.client, &gateway.base_url, "hevc").await;
+    assert!(
+        wait_for_metric(&gateway, RUNNING, 1.0).await,
+        "transcoder started"
+    );
+    let second = WhepViewer::connect(&gateway.client, &gateway.base_url, "hevc").await;
+    for viewer in [&first, &second] {
+        assert!(
+            viewer
+                .answer_sdp
+                .to_ascii_uppercase()
+                .contains("H264/90000")
+        );
+        let frames = viewer.wait_for_frames(60, Duration::from_secs(20)).await;
+        assert!(
+            frames.complete_frames >= 60,
+            "transcoded frames: {frames:?}"
+        );
+        assert!(frames.keyframes >= 1, "an H.264 keyframe (SPS or IDR)");
+        assert!(
+            !frames.video_payload_first_bytes.contains(&0x60),
+            "H.264, not H.265: {:?}",
+            frames.video_payload_first_bytes
+        );
+    }
+    assert!(
+        gateway
+            .running
+            .gateway()
+            .camera("hevc")
+            .unwrap()
+            .transcoding
+            .is_running()
+    );
+    let native_frames = native.reception().complete_frames;
+
+    // The last H.264 viewer leaves: the transcoder stops; the H.265 viewer goes on.
+    let _ = gateway.client.delete(&first.session_url).send().await;
+    first.close().await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        gateway.metric(RUNNING).await,
+        Some(1.0),
+        "one H.264 viewer is left"
+    );
+    let _ = gateway.client.delete(&second.session_url).send().await;
+    second.close().await;
+    assert!(
+        wait_for_metric(&gateway, RUNNING, 0.0).await,
+        "transcoder stopped"
+    );
+    let later = native
+        .wait_for_frames(native_frames + 30, Duration::from_secs(10))
+        .await;
+    assert!(
+        later.complete_frames >= native_frames + 30,
+        "the H.265 viewer is untouched"
+    );
+    let _ = gateway.client.delete(&native.session_url).send().await;
+    native.close().await;
+
+    // A browser: Chromium offers no H.265 here, and decodes the transcode.
+    let browser = Chromium::launch(&[]).await.expect("Chromium starts");
+    let page = browser
+        .open(&gateway.url(&format!("/#token={}", gateway.security_token)))
+        .await
+        .expect("page opens");
+    page.wait_for(
+        "document.querySelectorAll('[data-camera]').length === 1",
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("the wall shows the camera");
+    page.eval("straja.play('hevc').then(() => true)")
+        .await
+        .expect("play");
+    page.wait_for(
+        "straja.framesDecoded().then(n => n >= 60)",
+        Duration::from_secs(25),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("Chromium decodes the transcode: {e}; {:?}", page.console()));
+    let size = page
+        .eval(
+            "straja.pc.getStats().then(r => { let v = {}; r.forEach(s => { \
+             if (s.type === 'inbound-rtp' && s.kind === 'video') v = { w: s.frameWidth, h: s.frameHeight }; }); return v; })",
+        )
+        .await
+        .expect("stats");
+    assert_eq!(
+        (size["w"].as_u64(), size["h"].as_u64()),
+        (Some(320), Some(240)),
+        "{size}"
+    );
+    page.eval("straja.stop().then(() => true)")
+        .await
+        .expect("stop");
+    assert!(
+        wait_for_metric(&gateway, RUNNING, 0.0).await,
+        "stopped after the browser left"
+    );
+    drop(page);
+    drop(browser);
+    gateway.shutdown().await;
+    camera.stop();
+}
