@@ -1,7 +1,7 @@
 //! An H.265 camera: a viewer that offers H.265 gets the camera's own stream, passed through; a
 //! viewer that does not (every browser without an H.265 decoder, Chromium here) gets H.264 from
 //! one transcoder per camera, started when the first such viewer comes and stopped after the last
-//! one leaves, while the H.265 viewer is untouched.
+//! one leaves, while the H.265 viewer is untouched. The camera is recorded in H.265.
 
 mod support;
 
@@ -37,7 +37,7 @@ async fn h265_is_passed_through_to_h265_viewers_and_transcoded_once_for_the_othe
     let gateway = GatewayUnderTest::start(&[TestCamera {
         id: "hevc",
         source: &url,
-        settings: "",
+        settings: "record = true\nrecord_segment_seconds = 2",
     }])
     .await;
     gateway.wait_until_ready(Duration::from_secs(20)).await;
@@ -173,6 +173,28 @@ async fn h265_is_passed_through_to_h265_viewers_and_transcoded_once_for_the_othe
     );
     drop(page);
     drop(browser);
+
+    // It is recorded in H.265, as it came.
+    let segments = gateway
+        .running
+        .gateway()
+        .recordings
+        .catalogue
+        .segments("hevc");
+    let finished = segments
+        .iter()
+        .find(|s| !s.recording)
+        .unwrap_or_else(|| panic!("a finished segment: {segments:?}"));
+    let (mp4, complete) = support::recordings::decrypt(gateway.state_dir(), "hevc", &finished.path);
+    assert!(complete);
+    let samples = straja_pipelines::demux_segment(mp4.into(), Duration::from_secs(10))
+        .expect("the segment demuxes");
+    assert_eq!(samples.codec, straja_pipelines::VideoCodec::H265);
+    assert!(
+        samples.samples.len() >= 30,
+        "{} frames",
+        samples.samples.len()
+    );
     gateway.shutdown().await;
     camera.stop();
 }

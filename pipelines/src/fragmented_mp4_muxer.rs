@@ -1,4 +1,5 @@
-//! The recorder's muxer: a camera's H.264 RTP packets in, fragmented MP4 out, for one segment.
+//! The recorder's muxer: a camera's H.264 or H.265 RTP packets in, fragmented MP4 out, for one
+//! segment.
 //!
 //! `appsrc ! rtph264depay ! h264parse ! mp4mux fragment-duration=… streamable=true ! appsink`:
 //! no re-encode. The output is `ftyp` + `moov` (with `mvex`), then one `moof` + `mdat` per
@@ -17,6 +18,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::error::PipelineError;
+use crate::video_codec::VideoCodec;
 
 /// Most bytes the muxer's input queue holds before `push` refuses packets (about 30 s of a
 /// 2 Mbit/s camera: far more than one fragment).
@@ -30,15 +32,21 @@ pub struct FragmentedMp4Muxer {
 }
 
 impl FragmentedMp4Muxer {
-    /// Builds and starts a muxer that cuts a fragment every `fragment` (at least 100 ms).
-    pub fn start(fragment: Duration) -> Result<FragmentedMp4Muxer, PipelineError> {
+    /// Builds and starts a muxer of `codec` RTP that cuts a fragment every `fragment` (at least
+    /// 100 ms).
+    pub fn start(
+        fragment: Duration,
+        codec: VideoCodec,
+    ) -> Result<FragmentedMp4Muxer, PipelineError> {
         crate::init()?;
         let fragment_ms = fragment.as_millis().clamp(100, 60_000);
+        let (depayloader, parser, _) = codec.elements();
+        let encoding = codec.as_str().to_ascii_uppercase();
         let description = format!(
             "appsrc name=src format=time is-live=false do-timestamp=false block=false \
              max-bytes={MAX_QUEUED_BYTES} \
-             caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name=H264,payload=96\" ! \
-             rtph264depay ! h264parse ! \
+             caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name={encoding},payload=96\" ! \
+             {depayloader} ! {parser} ! \
              mp4mux fragment-duration={fragment_ms} streamable=true ! \
              appsink name=sink sync=false emit-signals=false enable-last-sample=false"
         );
@@ -178,7 +186,8 @@ mod tests {
     #[test]
     fn rtp_packets_become_a_fragmented_mp4() {
         let packets = crate::h264_rtp_clip(60, 30).unwrap();
-        let muxer = FragmentedMp4Muxer::start(Duration::from_millis(500)).unwrap();
+        let muxer =
+            FragmentedMp4Muxer::start(Duration::from_millis(500), VideoCodec::H264).unwrap();
         let mut out = Vec::new();
         for (packet, pts) in packets {
             muxer.push(packet, pts).unwrap();
@@ -201,7 +210,8 @@ mod tests {
 
     #[test]
     fn garbage_input_is_an_error_or_nothing_never_a_panic() {
-        let muxer = FragmentedMp4Muxer::start(Duration::from_millis(500)).unwrap();
+        let muxer =
+            FragmentedMp4Muxer::start(Duration::from_millis(500), VideoCodec::H264).unwrap();
         for i in 0..50u64 {
             let _ = muxer.push(
                 Bytes::from(vec![

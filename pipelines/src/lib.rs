@@ -51,7 +51,7 @@ pub use h265_transcoder::H265ToH264Transcoder;
 pub use mp4_export::{Mp4Export, SegmentSamples, VideoSample, demux_segment};
 pub use packet_sink::PacketSink;
 #[cfg(any(test, feature = "test-camera"))]
-pub use rtp_clip::h264_rtp_clip;
+pub use rtp_clip::{h264_rtp_clip, h265_rtp_clip};
 pub use snapshot::{
     DECODE_TIMEOUT, H264_DECODERS, JpegPicture, JpegQuality, MAX_KEYFRAME_BYTES, h264_decoder,
     jpeg_from_keyframe,

@@ -15,6 +15,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::error::PipelineError;
+use crate::video_codec::VideoCodec;
 
 /// One H.264 access unit (Annex B byte stream, parameter sets before each keyframe).
 #[derive(Clone, Debug)]
@@ -30,8 +31,10 @@ pub struct VideoSample {
 }
 
 /// A segment's access units, in decoding order.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct SegmentSamples {
+    /// The segment's video codec.
+    pub codec: VideoCodec,
     /// The access units.
     pub samples: Vec<VideoSample>,
     /// Time from the first sample's start to the last sample's end.
@@ -86,16 +89,30 @@ impl Drop for Stopped {
     }
 }
 
-/// Reads one fragmented (or regular) MP4 segment, held in memory, into its H.264 access units.
-/// A file cut short (a crash while recording) gives the access units of its complete fragments.
-/// Waits at most `timeout`.
+/// The video codec of an MP4 file, by the sample entry in its movie box (`hvc1`/`hev1` for
+/// H.265, else H.264).
+fn codec_of(mp4: &[u8]) -> VideoCodec {
+    let head = &mp4[..mp4.len().min(256 * 1024)];
+    if head.windows(4).any(|w| w == b"hvc1" || w == b"hev1") {
+        VideoCodec::H265
+    } else {
+        VideoCodec::H264
+    }
+}
+
+/// Reads one fragmented (or regular) MP4 segment, held in memory, into its H.264 or H.265 access
+/// units. A file cut short (a crash while recording) gives the access units of its complete
+/// fragments. Waits at most `timeout`.
 pub fn demux_segment(mp4: Bytes, timeout: Duration) -> Result<SegmentSamples, PipelineError> {
-    let pipeline = launch(
+    let codec = codec_of(&mp4);
+    let (_, parser, _) = codec.elements();
+    let pipeline = launch(&format!(
         "appsrc name=src format=bytes caps=video/quicktime ! qtdemux ! \
-         h264parse config-interval=-1 ! \
-         video/x-h264,stream-format=byte-stream,alignment=au ! \
+         {parser} config-interval=-1 ! \
+         video/x-{},stream-format=byte-stream,alignment=au ! \
          appsink name=sink sync=false enable-last-sample=false",
-    )?;
+        codec.as_str()
+    ))?;
     let _stopped = Stopped(pipeline.clone());
     let appsrc: gst_app::AppSrc = by_name(&pipeline, "src")?;
     let appsink: gst_app::AppSink = by_name(&pipeline, "sink")?;
@@ -105,7 +122,11 @@ pub fn demux_segment(mp4: Bytes, timeout: Duration) -> Result<SegmentSamples, Pi
     let _ = appsrc.push_buffer(gst::Buffer::from_slice(mp4));
     let _ = appsrc.end_of_stream();
     let deadline = Instant::now() + timeout;
-    let mut segment = SegmentSamples::default();
+    let mut segment = SegmentSamples {
+        codec,
+        samples: Vec::new(),
+        duration: Duration::ZERO,
+    };
     let mut end = Duration::ZERO;
     loop {
         if let Some(error) = bus_error(&pipeline) {
@@ -164,16 +185,19 @@ pub fn demux_segment(mp4: Bytes, timeout: Duration) -> Result<SegmentSamples, Pi
 pub struct Mp4Export {
     pipeline: gst::Pipeline,
     appsrc: gst_app::AppSrc,
+    codec: VideoCodec,
 }
 
 impl Mp4Export {
-    /// Starts writing `path` (created or truncated).
-    pub fn create(path: &Path) -> Result<Mp4Export, PipelineError> {
-        let pipeline = launch(
+    /// Starts writing `path` (created or truncated) with `codec` video.
+    pub fn create(path: &Path, codec: VideoCodec) -> Result<Mp4Export, PipelineError> {
+        let (_, parser, _) = codec.elements();
+        let pipeline = launch(&format!(
             "appsrc name=src format=time is-live=false block=true max-bytes=16777216 \
-             caps=video/x-h264,stream-format=byte-stream,alignment=au ! h264parse ! \
+             caps=video/x-{},stream-format=byte-stream,alignment=au ! {parser} ! \
              mp4mux ! filesink name=file",
-        )?;
+            codec.as_str()
+        ))?;
         let appsrc: gst_app::AppSrc = by_name(&pipeline, "src")?;
         let file: gst::Element = by_name(&pipeline, "file")?;
         file.set_property("location", path.display().to_string());
@@ -185,7 +209,16 @@ impl Mp4Export {
                 path.display()
             )));
         }
-        Ok(Mp4Export { pipeline, appsrc })
+        Ok(Mp4Export {
+            pipeline,
+            appsrc,
+            codec,
+        })
+    }
+
+    /// The codec it writes.
+    pub fn codec(&self) -> VideoCodec {
+        self.codec
     }
 
     /// Appends one access unit at `pts` / `dts` on the export's timeline.
@@ -246,9 +279,17 @@ mod tests {
     use crate::FragmentedMp4Muxer;
 
     fn segment(frames: u32) -> Bytes {
-        let muxer = FragmentedMp4Muxer::start(Duration::from_millis(500)).unwrap();
+        segment_of(VideoCodec::H264, frames)
+    }
+
+    fn segment_of(codec: VideoCodec, frames: u32) -> Bytes {
+        let muxer = FragmentedMp4Muxer::start(Duration::from_millis(500), codec).unwrap();
         let mut out = Vec::new();
-        for (packet, pts) in crate::h264_rtp_clip(frames, 30).unwrap() {
+        let clip = match codec {
+            VideoCodec::H264 => crate::h264_rtp_clip(frames, 30),
+            VideoCodec::H265 => crate::h265_rtp_clip(frames, 30),
+        };
+        for (packet, pts) in clip.unwrap() {
             muxer.push(packet, pts).unwrap();
             while let Some(bytes) = muxer.pull() {
                 out.extend_from_slice(&bytes);
@@ -268,6 +309,28 @@ mod tests {
         assert_eq!(samples.samples.iter().filter(|s| s.keyframe).count(), 3);
         let ms = samples.duration.as_millis();
         assert!((2900..=3100).contains(&ms), "{ms} ms");
+    }
+
+    #[test]
+    fn an_h265_segment_demuxes_and_exports_as_h265() {
+        let samples =
+            demux_segment(segment_of(VideoCodec::H265, 60), Duration::from_secs(10)).unwrap();
+        assert_eq!(samples.codec, VideoCodec::H265);
+        assert_eq!(samples.samples.len(), 60);
+        let dir = tempfile_dir();
+        let path = dir.join("h265.mp4");
+        let export = Mp4Export::create(&path, VideoCodec::H265).unwrap();
+        for sample in &samples.samples {
+            export.push(sample, sample.pts, sample.dts).unwrap();
+        }
+        export.finish(Duration::from_secs(10)).unwrap();
+        let back = demux_segment(
+            Bytes::from(std::fs::read(&path).unwrap()),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+        assert_eq!((back.codec, back.samples.len()), (VideoCodec::H265, 60));
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
@@ -295,7 +358,7 @@ mod tests {
     fn two_segments_export_to_one_file() {
         let dir = tempfile_dir();
         let path = dir.join("export.mp4");
-        let export = Mp4Export::create(&path).unwrap();
+        let export = Mp4Export::create(&path, VideoCodec::H264).unwrap();
         let mut offset = Duration::ZERO;
         for _ in 0..2 {
             let samples = demux_segment(segment(60), Duration::from_secs(10)).unwrap();

@@ -1,4 +1,4 @@
-//! A short H.264 RTP clip made by a real encoder, for tests of what consumes camera packets
+//! A short H.264 (or H.265) RTP clip made by a real encoder, for tests of what consumes camera packets
 //! (muxers, recorders, exports) without a camera: `videotestsrc ! x264enc ! rtph264pay`, the same
 //! packet shape a camera pipeline hands on (payload type 96, ≤ 1200 bytes, SPS/PPS in-band).
 
@@ -17,13 +17,36 @@ pub fn h264_rtp_clip(
     frames: u32,
     gop_frames: u32,
 ) -> Result<Vec<(Bytes, Duration)>, PipelineError> {
+    rtp_clip(
+        frames,
+        &format!(
+            "x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop_frames} ! \
+             video/x-h264,profile=constrained-baseline ! \
+             rtph264pay pt=96 mtu=1200 config-interval=-1 aggregate-mode=zero-latency"
+        ),
+    )
+}
+
+/// Like [`h264_rtp_clip`], in H.265 (x265), VPS/SPS/PPS before every IRAP picture.
+pub fn h265_rtp_clip(
+    frames: u32,
+    gop_frames: u32,
+) -> Result<Vec<(Bytes, Duration)>, PipelineError> {
+    rtp_clip(
+        frames,
+        &format!(
+            "x265enc tune=zerolatency speed-preset=ultrafast key-int-max={gop_frames} ! \
+             h265parse config-interval=-1 ! \
+             rtph265pay pt=96 mtu=1200 config-interval=-1 aggregate-mode=zero-latency"
+        ),
+    )
+}
+
+fn rtp_clip(frames: u32, encode: &str) -> Result<Vec<(Bytes, Duration)>, PipelineError> {
     crate::init()?;
     let description = format!(
         "videotestsrc num-buffers={frames} pattern=ball ! \
-         video/x-raw,width=320,height=240,framerate=30/1 ! \
-         x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop_frames} ! \
-         video/x-h264,profile=constrained-baseline ! \
-         rtph264pay pt=96 mtu=1200 config-interval=-1 aggregate-mode=zero-latency ! \
+         video/x-raw,width=320,height=240,framerate=30/1 ! {encode} ! \
          appsink name=sink sync=false"
     );
     let pipeline = gst::parse::launch(&description)

@@ -35,6 +35,14 @@ pub enum ExportError {
     /// The range covers more segments than one export takes.
     #[error("the range covers more than {MAX_SEGMENTS} segments; export a shorter range")]
     TooLong,
+    /// The camera changed its video codec within the range (one file holds one codec).
+    #[error(
+        "the camera's video codec changes at segment {at}; export the parts before and after it apart"
+    )]
+    MixedCodecs {
+        /// The first segment in the other codec.
+        at: String,
+    },
     /// A segment could not be read (damaged, altered, another key).
     #[error("{0}")]
     Segment(#[from] super::segment_file::SegmentError),
@@ -119,8 +127,11 @@ pub fn export(
                 report.gaps.push((report.last_ms, first_wall));
             }
             let writer = match &mut writer {
+                Some(writer) if writer.codec() != demuxed.codec => {
+                    return Err(ExportError::MixedCodecs { at: segment.id() });
+                }
                 Some(writer) => writer,
-                None => writer.insert(Mp4Export::create(&temporary)?),
+                None => writer.insert(Mp4Export::create(&temporary, demuxed.codec)?),
             };
             for sample in kept {
                 writer.push(

@@ -354,7 +354,7 @@ impl Worker {
         let path = self.dir.join(part_name(start_ms));
         let writer = SegmentWriter::create(&path, &self.key, &self.settings.camera, start_ms)
             .map_err(|e| classify(&e))?;
-        let muxer = match FragmentedMp4Muxer::start(FRAGMENT) {
+        let muxer = match FragmentedMp4Muxer::start(FRAGMENT, self.feed.video_codec()) {
             Ok(muxer) => muxer,
             Err(e) => {
                 drop(writer);
