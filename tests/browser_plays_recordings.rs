@@ -116,6 +116,7 @@ async fn choose_and_play(page: &Page, camera: &str, ms: u64) {
                document.querySelector('[data-testid=recordings-camera]').value = '{camera}'; \
                const input = document.querySelector('[data-testid=recordings-time]'); \
                input.value = v; \
+               window.__clicked = performance.now(); \
                document.querySelector('[data-testid=recordings-play]').click(); \
                return [v, input.value, document.querySelector('[data-testid=recordings-camera]').value, \
                  input.value !== '' && new Date(input.value).getTime() === {ms}]; }})()"
@@ -218,6 +219,7 @@ async fn staff_play_recordings_from_a_chosen_moment_on_and_through_the_next_segm
         "(() => { const v = document.querySelector('[data-testid=recordings-video]'); \
            window.__frames = []; window.__maxHeld = 0; \
            const tick = (now, meta) => { \
+             if (window.__firstFrameAt === undefined) window.__firstFrameAt = now; \
              if (window.__frames.length < 5000) window.__frames.push([v.currentSrc, meta.mediaTime]); \
              window.__maxHeld = Math.max(window.__maxHeld, straja.recordings.held()); \
              v.requestVideoFrameCallback(tick); }; \
@@ -249,6 +251,11 @@ async fn staff_play_recordings_from_a_chosen_moment_on_and_through_the_next_segm
             page.console()
         );
     }
+    let first_frame_ms = page
+        .eval("window.__firstFrameAt - window.__clicked")
+        .await
+        .expect("first frame time");
+    println!("from Play to the first frame shown: {first_frame_ms} ms");
     let frames = page
         .eval("window.__frames")
         .await
