@@ -4,11 +4,12 @@
 //! chooses the camera and a moment inside the first finished segment, and plays. The video
 //! decodes frames (`requestVideoFrameCallback`) from that moment on (its first frame's media time
 //! is the chosen moment less the segment's start), goes on into the next segment by itself, and
-//! the page never holds more than two segments (the first one's object URL is revoked). The wall's
-//! live views end while the recordings are open and play again on the way back. A time with no
-//! recording says so; an ops page lists the segments but says footage is for security staff;
-//! staff without the camera are told they are not allowed. The screenshot is kept in
-//! `target/test-artifacts/recordings-page.png`.
+//! the page never holds more than two segments (the first one's object URL is revoked). A moment
+//! in the segment being written plays what is written, then that segment fetched again from where
+//! it was. The wall's live views end while the recordings are open and play again on the way back.
+//! A time with no recording says so; a page signed in by password (cookie) plays too; an ops page
+//! lists the segments but says footage is for security staff; staff without the camera are told
+//! they are not allowed. The screenshot is kept in `target/test-artifacts/recordings-page.png`.
 
 mod support;
 
@@ -220,7 +221,7 @@ async fn staff_play_recordings_from_a_chosen_moment_on_and_through_the_next_segm
            window.__frames = []; window.__maxHeld = 0; \
            const tick = (now, meta) => { \
              if (window.__firstFrameAt === undefined) window.__firstFrameAt = now; \
-             if (window.__frames.length < 5000) window.__frames.push([v.currentSrc, meta.mediaTime]); \
+             if (window.__frames.length < 5000) window.__frames.push([v.currentSrc, meta.mediaTime, straja.recordings.playing]); \
              window.__maxHeld = Math.max(window.__maxHeld, straja.recordings.held()); \
              v.requestVideoFrameCallback(tick); }; \
            v.requestVideoFrameCallback(tick); return true; })()",
@@ -390,16 +391,13 @@ async fn staff_play_recordings_from_a_chosen_moment_on_and_through_the_next_segm
             page.console()
         );
     }
-    let clock = page
-        .eval("document.querySelector('[data-testid=recordings-clock]').textContent")
-        .await
-        .expect("clock");
-    assert!(
-        clock
-            .as_str()
-            .is_some_and(|c| c.starts_with("Camera gate · ")),
-        "{clock}"
-    );
+    page.wait_for(
+        "document.querySelector('[data-testid=recordings-clock]').textContent \
+           .startsWith('Camera gate · ')",
+        Duration::from_secs(5),
+    )
+    .await
+    .expect("the clock under the video says which camera and when");
     page.call(
         "Emulation.setDeviceMetricsOverride",
         json!({ "width": 1280, "height": 720, "deviceScaleFactor": 1, "mobile": false }),
@@ -413,6 +411,82 @@ async fn staff_play_recordings_from_a_chosen_moment_on_and_through_the_next_segm
 
     let violations = page.csp_violations();
     assert!(violations.is_empty(), "CSP violations: {violations:?}");
+
+    // At the recording's edge: a moment in the segment being written. The page plays what is
+    // written so far, then fetches that segment again (it has grown) and goes on from where it was.
+    // Caught just after its first fragment (seen empty, then with one), so that it has about a
+    // second to go.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let mut empty = None;
+    let live = loop {
+        let segments = list_segments(&gateway).await;
+        let writing = segments.iter().find(|s| s.recording);
+        if let Some(s) = writing {
+            if s.duration_s < 0.5 {
+                empty = Some(s.id.clone());
+            } else if empty.as_deref() == Some(s.id.as_str()) && s.duration_s < 1.5 {
+                break s.clone();
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "a segment being written with one fragment in it: {segments:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    page.eval("window.__frames = []; true")
+        .await
+        .expect("reset frames");
+    choose_and_play(&page, "gate", live.start_ms + 300).await;
+    let refetched = format!(
+        "(() => {{ const f = window.__frames.filter(f => f[2] === '{}'); \
+           const sources = [...new Set(f.map(f => f[0]))]; \
+           return sources.length >= 2 && f.filter(f => f[0] === sources[1]).length >= 10; }})()",
+        live.id
+    );
+    if let Err(e) = page.wait_for(&refetched, WAIT).await {
+        panic!(
+            "the segment being written was not followed: {e}; {:?}; {:?}",
+            message(&page).await,
+            page.console()
+        );
+    }
+    let edge = page
+        .eval(&format!(
+            "(() => {{ const f = window.__frames.filter(f => f[2] === '{}'); \
+               const sources = [...new Set(f.map(f => f[0]))]; \
+               const times = (s) => f.filter(f => f[0] === s && f[1] > 0).map(f => f[1]); \
+               return [times(sources[0]), times(sources[1])]; }})()",
+            live.id
+        ))
+        .await
+        .expect("edge frames");
+    let before: Vec<f64> = edge[0]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_f64)
+        .collect();
+    let after: Vec<f64> = edge[1]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_f64)
+        .collect();
+    println!(
+        "at the edge: {} frames of the segment as first fetched ({:?} s), {} after fetching it again (from {:?} s)",
+        before.len(),
+        before.first().zip(before.last()),
+        after.len(),
+        after.first()
+    );
+    let (Some(last_before), Some(first_after)) = (before.last(), after.first()) else {
+        panic!("frames before and after the second fetch: {edge}");
+    };
+    assert!(
+        (last_before - 0.1..=last_before + 0.5).contains(first_after),
+        "playback goes on where it was ({last_before} s), not from the start: {first_after} s"
+    );
 
     // Back to the wall: playback stops and the live view plays again.
     page.eval("document.querySelector('[data-testid=live]').click(); true")

@@ -24,6 +24,13 @@
   /// A segment being written that has grown by less than this since it was fetched is not
   /// fetched again: the player has caught up with the recording.
   const MIN_GROWTH_S = 0.5;
+  /// Caught up with a recording (nothing more written yet: fragments come once a second, and a new
+  /// segment is listed once its first fragment is), the page looks again this often, this many
+  /// times, before it says so.
+  const EDGE_RETRY_MS = 1000;
+  const EDGE_RETRIES = 5;
+  /// A segment that ended less than this long ago may have a successor on the way.
+  const RECENT_MS = 5000;
   const FOR_SECURITY =
     "Footage is for security staff: you can see which recordings exist, not play them.";
 
@@ -232,7 +239,6 @@
     videoEl.removeAttribute("src");
     videoEl.load();
     if (current) URL.revokeObjectURL(current.url);
-    clockEl.textContent = "";
   }
 
   /// Stops playback and frees every segment held.
@@ -241,6 +247,7 @@
     dropPrefetch();
     releaseCurrent();
     markPlaying();
+    clockEl.textContent = "";
   }
 
   // ---- Playing ---------------------------------------------------------------------------------
@@ -331,8 +338,9 @@
   }
 
   /// The segment playing has ended: goes on with the rest of it (if it was being written and has
-  /// grown since) or with the next segment.
-  async function advance() {
+  /// grown since) or with the next segment; at the recording's edge, looks again a few times
+  /// (`retries` so far).
+  async function advance(retries = 0) {
     const playing = state.current;
     if (!playing) return;
     const generation = state.generation;
@@ -353,6 +361,17 @@
         return;
       }
       next = state.segments.find((s) => startOf(s) > startOf(segment)) || null;
+      const recent = segment.recording || (now && now.recording) ||
+        Date.now() - endOf(now || segment) < RECENT_MS;
+      if (!next && recent && retries < EDGE_RETRIES) {
+        say("Waiting for more of the recording…", "waiting");
+        setTimeout(() => {
+          if (generation === state.generation && state.current === playing) {
+            advance(retries + 1).catch((e) => failed(generation, e));
+          }
+        }, EDGE_RETRY_MS);
+        return;
+      }
     }
     if (!next) {
       say(segment.recording
