@@ -31,6 +31,8 @@
   const EDGE_RETRIES = 5;
   /// A segment that ended less than this long ago may have a successor on the way.
   const RECENT_MS = 5000;
+  /// Segments kept in the list (one listing gives at most 1000); beyond, those played go first.
+  const MAX_KEPT = 1500;
   const FOR_SECURITY =
     "Footage is for security staff: you can see which recordings exist, not play them.";
 
@@ -117,7 +119,8 @@
     const response = await api(
       `/api/v1/cameras/${encodeURIComponent(camera)}/recordings?${query}`, {}, false, background);
     if (response.status === 403) {
-      throw new Shown("denied", `Not allowed to see this camera's recordings: ${await reasonOf(response)}`);
+      const reason = await reasonOf(response);
+      throw new Shown("denied", `Not allowed to see this camera's recordings: ${reason}`);
     }
     if (!response.ok) {
       throw new Shown("error", `The recordings could not be listed: ${await reasonOf(response)}`);
@@ -133,6 +136,11 @@
     const byId = new Map(state.segments.map((s) => [s.id, s]));
     for (const segment of segments) byId.set(segment.id, segment);
     state.segments = [...byId.values()].sort((a, b) => startOf(a) - startOf(b));
+    if (state.segments.length > MAX_KEPT) {
+      const playing = state.current
+        ? state.segments.indexOf(byId.get(state.current.segment.id)) : -1;
+      state.segments.splice(0, Math.max(0, Math.min(playing, state.segments.length - MAX_KEPT)));
+    }
   }
 
   function render() {
@@ -255,7 +263,8 @@
   /// Plays `segment` from `offset` seconds into it (for generation `generation`).
   async function playSegment(generation, segment, offset, background) {
     const current = () => generation === state.generation;
-    say(`Loading the recording of ${cameraName(state.camera)} from ${timeText(startOf(segment))}…`);
+    const name = cameraName(state.camera);
+    say(`Loading the recording of ${name} from ${timeText(startOf(segment))}…`);
     let blob = await takePrefetch(segment.id);
     if (!current()) return;
     if (!blob) blob = await fetchSegment(segment, background);
