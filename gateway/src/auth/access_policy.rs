@@ -57,6 +57,11 @@ pub const RULES: &[RouteRule] = &[
     },
     RouteRule {
         method: "GET",
+        path: "/recordings.js",
+        access: Access::Public,
+    },
+    RouteRule {
+        method: "GET",
         path: "/healthz",
         access: Access::Public,
     },

@@ -30,6 +30,7 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)>
         ("GET", "/", get(page::index)),
         ("GET", "/app.css", get(page::style)),
         ("GET", "/app.js", get(page::script)),
+        ("GET", "/recordings.js", get(page::recordings_script)),
         ("GET", "/healthz", get(health::healthz)),
         ("GET", "/readyz", get(health::readyz)),
         ("POST", "/api/v1/login", post(login::login)),

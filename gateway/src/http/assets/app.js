@@ -1,7 +1,8 @@
 // Straja camera page: signs in (user name and password, or an access token) and shows the camera
 // wall: every camera the user may see as a live tile, each with its own WHEP session
 // (draft-ietf-wish-whep) and its state, refreshed from GET /api/v1/cameras. A tile opens large
-// and goes back to the wall.
+// and goes back to the wall. The nav switches between the wall and the recordings
+// (recordings.js, which uses this file's api(), reasonOf(), mayWatch() and armIdleTimer()).
 // window.straja exposes play(id) (opens a camera large, starting its view if it is not live),
 // stop() (ends every view), signOut(), framesDecoded([id]), the tiles, and `pc`, the
 // RTCPeerConnection of the camera open large, for tests and debugging.
@@ -16,7 +17,10 @@ const signinEl = $("signin");
 const wallEl = $("wall");
 const tileTemplate = $("tile");
 // csrf: the sign-in's CSRF token (cookie sign-ins only; never stored beyond this page).
-const straja = { csrf: null, identity: null, tiles: new Map(), focused: null, timings: {} };
+// view: "live" (the wall) or "recordings".
+const straja = {
+  csrf: null, identity: null, tiles: new Map(), focused: null, timings: {}, view: "live",
+};
 window.straja = straja;
 let idleTimer = null;
 let refreshTimer = null;
@@ -102,6 +106,8 @@ async function signedOut(reason) {
   closeTile();
   straja.tiles.clear();
   wallEl.replaceChildren();
+  if (straja.recordings) straja.recordings.reset();
+  showView("live");
   $("viewer").hidden = true;
   $("views").hidden = true;
   $("identity").hidden = true;
@@ -202,7 +208,7 @@ async function loadCameras(background) {
     }
     tile.camera = camera;
     tile.nameEl.textContent = camera.name;
-    if (mayWatch() && !tile.starting && (tile.view === "idle" ||
+    if (mayWatch() && straja.view === "live" && !tile.starting && (tile.view === "idle" ||
         (["failed", "unavailable"].includes(tile.view) && camera.state === "playing"))) {
       ensurePlaying(tile).catch(() => {});
     }
@@ -322,6 +328,36 @@ function showSoundButton(tile) {
 document.addEventListener("keydown", (event) => {
   if (event.key === "Escape" && straja.focused) { armIdleTimer(); closeTile(); }
 });
+
+// ---- Views: the wall or the recordings --------------------------------------------------------
+
+/// Shows the live wall (`"live"`) or the recordings (`"recordings"`). The wall's views end while
+/// the recordings are open (no one sees them, and the box and the browser need not carry them)
+/// and start again on the way back.
+function showView(view) {
+  if (straja.view === view) return;
+  straja.view = view;
+  for (const [name, link] of [["live", $("view-live")], ["recordings", $("view-recordings")]]) {
+    if (name === view) link.setAttribute("aria-current", "page");
+    else link.removeAttribute("aria-current");
+  }
+  wallEl.hidden = view !== "live";
+  $("recordings-view").hidden = view !== "recordings";
+  if (view === "recordings") {
+    closeTile();
+    stopAll(true);
+    if (straja.recordings) straja.recordings.open();
+    return;
+  }
+  if (straja.recordings) straja.recordings.close();
+  if (straja.identity && mayWatch()) {
+    for (const tile of straja.tiles.values()) ensurePlaying(tile).catch(() => {});
+  }
+}
+straja.showView = showView;
+
+$("view-live").addEventListener("click", () => { armIdleTimer(); showView("live"); });
+$("view-recordings").addEventListener("click", () => { armIdleTimer(); showView("recordings"); });
 
 /// The tile's view: the session it has or is getting, or a new one.
 function ensurePlaying(tile) {
@@ -443,6 +479,7 @@ straja.play = async function play(cameraId) {
   await straja.ready;
   const tile = straja.tiles.get(cameraId);
   if (!tile) throw new Error(`Cannot play: no camera '${cameraId}' on the wall`);
+  showView("live");
   openTile(tile);
   const session = await ensurePlaying(tile);
   straja.timings = tile.timings;
