@@ -1,7 +1,8 @@
 //! An H.265 camera: a viewer that offers H.265 gets the camera's own stream, passed through; a
 //! viewer that does not (every browser without an H.265 decoder, Chromium here) gets H.264 from
 //! one transcoder per camera, started when the first such viewer comes and stopped after the last
-//! one leaves, while the H.265 viewer is untouched. The camera is recorded in H.265.
+//! one leaves, while the H.265 viewer is untouched. The camera is recorded in H.265, and its
+//! snapshot decodes its H.265 keyframe.
 
 mod support;
 
@@ -173,6 +174,22 @@ async fn h265_is_passed_through_to_h265_viewers_and_transcoded_once_for_the_othe
     );
     drop(page);
     drop(browser);
+
+    // A snapshot decodes its H.265 keyframe.
+    let snapshot = gateway
+        .client
+        .get(gateway.url("/api/v1/cameras/hevc/snapshot.jpg"))
+        .send()
+        .await
+        .expect("snapshot");
+    assert_eq!(snapshot.status(), 200);
+    let jpeg = snapshot.bytes().await.expect("JPEG");
+    assert_eq!(&jpeg[..2], &[0xff, 0xd8], "a JPEG");
+    assert_eq!(&jpeg[jpeg.len() - 2..], &[0xff, 0xd9]);
+    let file = tempfile::NamedTempFile::with_suffix(".jpg").unwrap();
+    std::fs::write(file.path(), &jpeg).unwrap();
+    let probe = support::recordings::ffprobe(file.path()).expect("ffprobe reads the JPEG");
+    assert_eq!((probe.width, probe.height), (320, 240), "{probe:?}");
 
     // It is recorded in H.265, as it came.
     let segments = gateway

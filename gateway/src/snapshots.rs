@@ -195,14 +195,16 @@ impl Snapshots {
             .await
             .map_err(|_| SnapshotError::Busy)?
             .map_err(|_| SnapshotError::Busy)?;
-        let Keyframe { id, packets, .. } = keyframe;
+        let Keyframe {
+            id, packets, codec, ..
+        } = keyframe;
         let quality = self.quality;
         let started = Instant::now();
         // The permit goes with the decode: a request that is dropped meanwhile does not free a
         // slot that is still busy.
         let decoded = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            straja_pipelines::jpeg_from_keyframe(&packets, quality)
+            straja_pipelines::jpeg_from_keyframe_of(codec, &packets, quality)
         })
         .await;
         let picture = match decoded {
@@ -246,7 +248,7 @@ async fn next_keyframe(feed: &Arc<CameraFeed>, wait: Duration) -> Option<Keyfram
     // Subscribed before the request, so the keyframe it brings cannot slip by.
     let mut subscription = feed.subscribe();
     feed.request_keyframe();
-    let mut collector = KeyframeCollector::new();
+    let mut collector = KeyframeCollector::for_codec(feed.video_codec());
     tokio::time::timeout(wait, async {
         // Bounded by the timeout around it.
         loop {

@@ -53,8 +53,8 @@ pub use packet_sink::PacketSink;
 #[cfg(any(test, feature = "test-camera"))]
 pub use rtp_clip::{h264_rtp_clip, h265_rtp_clip};
 pub use snapshot::{
-    DECODE_TIMEOUT, H264_DECODERS, JpegPicture, JpegQuality, MAX_KEYFRAME_BYTES, h264_decoder,
-    jpeg_from_keyframe,
+    DECODE_TIMEOUT, H264_DECODERS, H265_DECODERS, JpegPicture, JpegQuality, MAX_KEYFRAME_BYTES,
+    h264_decoder, jpeg_from_keyframe, jpeg_from_keyframe_of,
 };
 pub use source::{CameraSource, RtspSource, RtspTransport, TEST_PATTERNS, TestSource, V4l2Source};
 #[cfg(feature = "test-camera")]

@@ -19,9 +19,12 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::error::PipelineError;
+use crate::video_codec::VideoCodec;
 
 /// H.264 decoders a snapshot can use, best first.
 pub const H264_DECODERS: [&str; 2] = ["avdec_h264", "openh264dec"];
+/// H.265 decoders a snapshot can use, best first.
+pub const H265_DECODERS: [&str; 2] = ["avdec_h265", "libde265dec"];
 /// The longest one decode may take, from its first packet to its JPEG.
 pub const DECODE_TIMEOUT: Duration = Duration::from_secs(5);
 /// The largest keyframe accepted, in RTP bytes (a 4K intra picture at a high bitrate fits).
@@ -111,12 +114,34 @@ pub fn jpeg_from_keyframe(
     jpeg_with_decoder(h264_decoder()?, rtp_packets, quality)
 }
 
-/// [`jpeg_from_keyframe`] with a given decoder (one of [`H264_DECODERS`]).
-pub(crate) fn jpeg_with_decoder(
-    decoder: &'static str,
+/// [`jpeg_from_keyframe`] for a keyframe of `codec` (H.264, or H.265 as RFC 7798 packs it, with
+/// the first of [`H265_DECODERS`] installed).
+pub fn jpeg_from_keyframe_of(
+    codec: VideoCodec,
     rtp_packets: &[Bytes],
     quality: JpegQuality,
 ) -> Result<JpegPicture, PipelineError> {
+    match codec {
+        VideoCodec::H264 => jpeg_from_keyframe(rtp_packets, quality),
+        VideoCodec::H265 => {
+            crate::init()?;
+            let decoder = H265_DECODERS
+                .into_iter()
+                .find(|name| gst::ElementFactory::find(name).is_some())
+                .ok_or_else(|| {
+                    PipelineError::MissingElement(
+                        "avdec_h265 (gstreamer1.0-libav) or libde265dec (gstreamer1.0-plugins-bad)"
+                            .to_owned(),
+                    )
+                })?;
+            check_size(rtp_packets)?;
+            let deadline = Instant::now() + DECODE_TIMEOUT;
+            Decode::build_for(VideoCodec::H265, decoder, quality)?.run(rtp_packets, deadline)
+        }
+    }
+}
+
+fn check_size(rtp_packets: &[Bytes]) -> Result<(), PipelineError> {
     if rtp_packets.is_empty() {
         return Err(PipelineError::Decode("no packets were given".to_owned()));
     }
@@ -126,6 +151,16 @@ pub(crate) fn jpeg_with_decoder(
             "the keyframe is {bytes} bytes, over the {MAX_KEYFRAME_BYTES} accepted"
         )));
     }
+    Ok(())
+}
+
+/// [`jpeg_from_keyframe`] with a given decoder (one of [`H264_DECODERS`]).
+pub(crate) fn jpeg_with_decoder(
+    decoder: &'static str,
+    rtp_packets: &[Bytes],
+    quality: JpegQuality,
+) -> Result<JpegPicture, PipelineError> {
+    check_size(rtp_packets)?;
     let deadline = Instant::now() + DECODE_TIMEOUT;
     Decode::build(decoder, quality)?.run(rtp_packets, deadline)
 }
@@ -148,14 +183,29 @@ impl Drop for Decode {
 
 impl Decode {
     fn build(decoder: &'static str, quality: JpegQuality) -> Result<Decode, PipelineError> {
+        Self::build_for(VideoCodec::H264, decoder, quality)
+    }
+
+    fn build_for(
+        codec: VideoCodec,
+        decoder: &'static str,
+        quality: JpegQuality,
+    ) -> Result<Decode, PipelineError> {
         crate::init()?;
-        // The caps are one quoted property value; `decoder` comes from H264_DECODERS. The
-        // depayloader's output is held to avc: its byte-stream access units (GStreamer 1.22)
-        // split the parameter sets from the IDR, and openh264dec then decodes nothing.
+        // The caps are one quoted property value; `decoder` comes from H264_DECODERS or
+        // H265_DECODERS. The H.264 depayloader's output is held to avc: its byte-stream access
+        // units (GStreamer 1.22) split the parameter sets from the IDR, and openh264dec then
+        // decodes nothing.
+        let depayload = match codec {
+            VideoCodec::H264 => {
+                "encoding-name=H264\" ! rtph264depay ! \
+                 video/x-h264,stream-format=avc,alignment=au ! h264parse"
+            }
+            VideoCodec::H265 => "encoding-name=H265\" ! rtph265depay ! h265parse",
+        };
         let description = format!(
             "appsrc name={SOURCE} format=time is-live=false max-bytes=0 block=false \
-             caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name=H264\" ! \
-             rtph264depay ! video/x-h264,stream-format=avc,alignment=au ! h264parse ! \
+             caps=\"application/x-rtp,media=video,clock-rate=90000,{depayload} ! \
              {decoder} ! videoconvert ! jpegenc quality={} ! \
              appsink name={SINK} sync=false max-buffers=1 emit-signals=false \
              enable-last-sample=false",

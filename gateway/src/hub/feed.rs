@@ -307,7 +307,8 @@ impl CameraFeed {
     /// The keyframe the cached GOP starts with (its access unit only), if one is cached, whole,
     /// and the camera is live. Not counted as a replay: for snapshots.
     pub fn latest_keyframe(&self) -> Option<Keyframe> {
-        self.gop.latest_keyframe(Instant::now())
+        self.gop
+            .latest_keyframe_of(Instant::now(), self.video_codec())
     }
 }
 

@@ -13,6 +13,7 @@
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
+use straja_pipelines::VideoCodec;
 
 use super::keyframe::{self, Keyframe};
 use super::media_packet::MediaPacket;
@@ -116,12 +117,17 @@ impl GopCache {
     /// The current GOP's keyframe alone (its access unit, see [`keyframe`]), if the GOP is usable
     /// at `now` and its keyframe has fully arrived. Copies only the keyframe's packet handles.
     pub fn latest_keyframe(&self, now: Instant) -> Option<Keyframe> {
+        self.latest_keyframe_of(now, VideoCodec::H264)
+    }
+
+    /// [`GopCache::latest_keyframe`] for a camera of `codec`.
+    pub fn latest_keyframe_of(&self, now: Instant, codec: VideoCodec) -> Option<Keyframe> {
         let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let newest = state.packets.last()?;
         if now.saturating_duration_since(newest.arrived) > MAX_GOP_SILENCE {
             return None;
         }
-        keyframe::keyframe_at_start(&state.packets)
+        keyframe::keyframe_at_start_of(&state.packets, codec)
     }
 }
 

@@ -43,6 +43,30 @@ pub fn starts_keyframe(payload: &[u8]) -> bool {
     }
 }
 
+/// True when an H.265 RTP payload carries (a part of) a coded slice (a VCL NAL unit, types 0 to
+/// 31), i.e. picture data rather than only parameter sets or SEI.
+pub fn carries_slice(payload: &[u8]) -> bool {
+    let Some(&first) = payload.first() else {
+        return false;
+    };
+    let is_slice = |nal_type: u8| nal_type <= 31;
+    match nal_type(first) {
+        NAL_AP => {
+            let mut rest = payload.get(2..).unwrap_or_default();
+            while rest.len() >= 3 {
+                let size = usize::from(u16::from_be_bytes([rest[0], rest[1]]));
+                if is_slice(nal_type(rest[2])) {
+                    return true;
+                }
+                rest = rest.get(2 + size..).unwrap_or_default();
+            }
+            false
+        }
+        NAL_FU => payload.get(2).is_some_and(|fu| is_slice(fu & 0x3f)),
+        other => is_slice(other),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,6 +95,10 @@ mod tests {
         assert!(!starts_keyframe(&fu_middle));
         for garbage in [&[][..], &[0x60], &[0x62, 1], &[0x60, 1, 0xff, 0xff, 0x40]] {
             let _ = starts_keyframe(garbage);
+            let _ = carries_slice(garbage);
         }
+        assert!(carries_slice(&fu_middle), "a slice's fragment");
+        assert!(!carries_slice(&ap), "parameter sets only");
+        assert!(carries_slice(&[&header(1)[..], &[0xaa]].concat()));
     }
 }

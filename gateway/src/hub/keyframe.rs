@@ -13,8 +13,10 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::h264;
+use straja_pipelines::VideoCodec;
+
 use super::media_packet::MediaPacket;
+use super::{h264, h265};
 
 /// Largest keyframe collected from live packets, in RTP bytes (bounds [`KeyframeCollector`]): the
 /// most a snapshot decodes.
@@ -41,18 +43,25 @@ pub struct Keyframe {
     pub packets: Vec<Bytes>,
     /// When its first packet reached the hub.
     pub arrived: Instant,
+    /// Its codec.
+    pub codec: VideoCodec,
 }
 
 /// How many packets at the start of `packets` make the keyframe access unit, if `packets` starts
 /// with a keyframe and holds all of it.
 pub fn access_unit_len(packets: &[MediaPacket]) -> Option<usize> {
+    access_unit_len_of(packets, VideoCodec::H264)
+}
+
+/// [`access_unit_len`] for packets of `codec`.
+pub fn access_unit_len_of(packets: &[MediaPacket], codec: VideoCodec) -> Option<usize> {
     let first = packets.first().filter(|p| p.keyframe_start)?;
     let mut slices = false;
     for (i, packet) in packets.iter().enumerate() {
         if packet.header.timestamp != first.header.timestamp || packet.epoch != first.epoch {
             return Some(i);
         }
-        slices |= carries_slice(packet);
+        slices |= carries_slice(packet, codec);
         if packet.header.marker && slices {
             return Some(i + 1);
         }
@@ -60,22 +69,30 @@ pub fn access_unit_len(packets: &[MediaPacket]) -> Option<usize> {
     None
 }
 
-fn carries_slice(packet: &MediaPacket) -> bool {
+fn carries_slice(packet: &MediaPacket, codec: VideoCodec) -> bool {
     let start = packet.header.payload_offset;
     packet
         .data
         .get(start..start + packet.header.payload_len)
-        .is_some_and(h264::carries_slice)
+        .is_some_and(|payload| match codec {
+            VideoCodec::H264 => h264::carries_slice(payload),
+            VideoCodec::H265 => h265::carries_slice(payload),
+        })
 }
 
 /// The keyframe at the start of `packets` (a GOP as the cache holds it), if it is complete.
 pub fn keyframe_at_start(packets: &[MediaPacket]) -> Option<Keyframe> {
-    let len = access_unit_len(packets)?;
-    Some(whole(&packets[..len]))
+    keyframe_at_start_of(packets, VideoCodec::H264)
+}
+
+/// [`keyframe_at_start`] for packets of `codec`.
+pub fn keyframe_at_start_of(packets: &[MediaPacket], codec: VideoCodec) -> Option<Keyframe> {
+    let len = access_unit_len_of(packets, codec)?;
+    Some(whole(&packets[..len], codec))
 }
 
 /// `packets`, a whole access unit, as a keyframe. `packets` is not empty.
-fn whole(packets: &[MediaPacket]) -> Keyframe {
+fn whole(packets: &[MediaPacket], codec: VideoCodec) -> Keyframe {
     let first = &packets[0];
     Keyframe {
         id: KeyframeId {
@@ -85,14 +102,15 @@ fn whole(packets: &[MediaPacket]) -> Keyframe {
         },
         packets: packets.iter().map(|p| p.data.clone()).collect(),
         arrived: first.arrived,
+        codec,
     }
 }
 
 /// Picks the next complete keyframe out of live packets, one at a time: for a camera whose GOP is
 /// not cached. Bounded: a keyframe over [`MAX_KEYFRAME_BYTES`] is dropped and the next one
 /// awaited.
-#[derive(Default)]
 pub struct KeyframeCollector {
+    codec: VideoCodec,
     /// From a keyframe's first packet on, in sequence, all with its timestamp.
     packets: Vec<MediaPacket>,
     bytes: usize,
@@ -101,9 +119,19 @@ pub struct KeyframeCollector {
 }
 
 impl KeyframeCollector {
-    /// An empty collector.
+    /// An empty collector of H.264 keyframes.
     pub fn new() -> KeyframeCollector {
-        KeyframeCollector::default()
+        KeyframeCollector::for_codec(VideoCodec::H264)
+    }
+
+    /// An empty collector of `codec` keyframes.
+    pub fn for_codec(codec: VideoCodec) -> KeyframeCollector {
+        KeyframeCollector {
+            codec,
+            packets: Vec::new(),
+            bytes: 0,
+            slices: false,
+        }
     }
 
     /// Takes the next packet (in arrival order); returns the keyframe once it is complete.
@@ -113,7 +141,7 @@ impl KeyframeCollector {
                 && last.epoch == packet.epoch;
             if in_sequence && packet.header.timestamp != first.header.timestamp {
                 // The sender set no marker bit: the next frame ends the keyframe.
-                let done = whole(&self.packets);
+                let done = whole(&self.packets, self.codec);
                 self.clear();
                 return Some(done);
             }
@@ -130,13 +158,13 @@ impl KeyframeCollector {
             return None;
         }
         self.bytes += packet.data.len();
-        self.slices |= carries_slice(&packet);
+        self.slices |= carries_slice(&packet, self.codec);
         let marker = packet.header.marker;
         self.packets.push(packet);
         if !(marker && self.slices) {
             return None;
         }
-        let done = whole(&self.packets);
+        let done = whole(&self.packets, self.codec);
         self.clear();
         Some(done)
     }
