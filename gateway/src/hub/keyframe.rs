@@ -118,6 +118,12 @@ pub struct KeyframeCollector {
     slices: bool,
 }
 
+impl Default for KeyframeCollector {
+    fn default() -> Self {
+        KeyframeCollector::new()
+    }
+}
+
 impl KeyframeCollector {
     /// An empty collector of H.264 keyframes.
     pub fn new() -> KeyframeCollector {
