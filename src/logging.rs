@@ -9,7 +9,9 @@
 //!   `message`, `target`, `spans`), without the timestamp and behind the priority prefix under
 //!   journald.
 //!
-//! `STRAJA_LOG` filters (`tracing-subscriber` `EnvFilter` syntax; default `info`).
+//! `STRAJA_LOG` filters (`tracing-subscriber` `EnvFilter` syntax; default `info`). GStreamer's own
+//! messages (as many as `GST_DEBUG` asks for) come through the same log, target `gstreamer`
+//! (`straja_pipelines::route_debug_log_to_tracing`).
 
 use std::io;
 

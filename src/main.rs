@@ -255,6 +255,8 @@ fn main() -> ExitCode {
         },
         Command::Run { config } => {
             logging::init();
+            // GStreamer's own messages (GST_DEBUG) in the same log, at their own priority.
+            straja_pipelines::route_debug_log_to_tracing();
             match run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {

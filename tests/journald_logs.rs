@@ -6,7 +6,9 @@
 //! - with `JOURNAL_STREAM` naming some other file (stderr redirected), lines are plain text with a
 //!   timestamp, as on a terminal;
 //! - with `STRAJA_LOG_FORMAT=json`, every line is one JSON object, with a timestamp, or behind the
-//!   priority prefix and without one under journald.
+//!   priority prefix and without one under journald;
+//! - GStreamer's own messages (`GST_DEBUG=1`: its errors, here the refused camera's) come in the
+//!   same form, at their own priority.
 
 mod support;
 
@@ -35,12 +37,14 @@ fn log_lines(mut options: ProcessOptions) -> Vec<String> {
         "STRAJA_LOG".to_owned(),
         "info,rtc_dtls::config=error".to_owned(),
     ));
+    options.env.push(("GST_DEBUG".to_owned(), "1".to_owned()));
     let mut gateway = GatewayProcess::start_with(CAMERAS, options);
     let deadline = Instant::now() + Duration::from_secs(15);
     while !(gateway.stderr_log().contains("straja is serving")
         && gateway
             .stderr_log()
-            .contains("camera pipeline failed; reconnecting"))
+            .contains("camera pipeline failed; reconnecting")
+        && gateway.stderr_log().contains("Could not connect"))
     {
         assert!(
             Instant::now() < deadline,
@@ -115,6 +119,11 @@ fn under_journald_lines_carry_a_priority_and_no_timestamp() {
         .find(|l| l.contains("camera pipeline failed; reconnecting"))
         .expect("the refused camera's warning");
     assert!(warning.starts_with("<4>"), "{warning}");
+    let gstreamer = lines
+        .iter()
+        .find(|l| l.contains("Could not connect") && l.contains("gst_category="))
+        .expect("GStreamer's error about the refused camera");
+    assert!(gstreamer.starts_with("<3>"), "{gstreamer}");
 }
 
 #[test]
@@ -151,6 +160,13 @@ fn json_lines_are_objects_with_level_and_message() {
     assert!(lines.iter().any(|l| {
         serde_json::from_str::<serde_json::Value>(l)
             .is_ok_and(|v| v["level"] == "WARN" && v["fields"]["camera"] == "refused")
+    }));
+    assert!(lines.iter().any(|l| {
+        serde_json::from_str::<serde_json::Value>(l).is_ok_and(|v| {
+            v["level"] == "ERROR"
+                && v["target"] == "gstreamer"
+                && v["fields"]["gst_category"].is_string()
+        })
     }));
 }
 
