@@ -11,7 +11,9 @@ use straja_gateway::audit::{Action, AuditEvent, AuditLog, Outcome};
 use straja_gateway::auth::{Role, TokenAuthority};
 use straja_gateway::config::Config;
 
+mod logging;
 mod recordings_cli;
+mod signals;
 mod user_admin;
 
 /// Straja edge gateway: cameras and consultations to browsers over WebRTC.
@@ -252,7 +254,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => {
-            init_logging();
+            logging::init();
+            // GStreamer's own messages (GST_DEBUG) in the same log, at their own priority.
+            straja_pipelines::route_debug_log_to_tracing();
             match run(config) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -347,20 +351,6 @@ fn parse_lifetime(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("'{text}' is too long"))
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STRAJA_LOG")
-        // rtc_dtls::config warns on every DTLS-client session that it uses "localhost" as the
-        // server name, which is meaningless for DTLS-SRTP (peers are checked by fingerprint).
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rtc_dtls::config=error"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .init();
-}
-
 fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     let config = match &config_path {
         Some(path) => Config::load(path)?,
@@ -374,16 +364,22 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         .thread_name("straja")
         .build()
         .context("cannot start the async runtime")?;
+    let mut service = straja_gateway::service_notify::ServiceNotify::from_env();
     runtime.block_on(async {
+        // Watched before start-up: a SIGTERM while starting stops the daemon once it has started.
+        let mut signals = signals::Signals::watch();
         let running = straja_gateway::server::start(config).await?;
         println!(
             "Straja is serving: https://{} (metrics: http://{}/metrics)",
             running.https_addr, running.metrics_addr
         );
-        wait_for_stop(&running).await;
+        // Listeners bound, every camera's pipeline started (cameras that are down keep trying).
+        service.ready(&running);
+        wait_for_stop(&running, &mut signals).await;
+        service.stopping();
         // A second signal forces the exit while the graceful stop runs.
-        tokio::spawn(async {
-            shutdown_signal().await;
+        tokio::spawn(async move {
+            signals.stop().await;
             eprintln!("straja: second signal, exiting now");
             std::process::exit(130);
         });
@@ -393,39 +389,13 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
 }
 
 /// Serves until SIGTERM or SIGINT, reloading TLS material on each SIGHUP.
-async fn wait_for_stop(running: &straja_gateway::server::RunningGateway) {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut hangup) = signal(SignalKind::hangup()) else {
-        tracing::error!("cannot watch SIGHUP; reload by restarting");
-        shutdown_signal().await;
-        return;
-    };
-    let stop = shutdown_signal();
-    tokio::pin!(stop);
-    loop {
-        tokio::select! {
-            _ = &mut stop => return,
-            _ = hangup.recv() => {
-                tracing::info!("SIGHUP received: reloading TLS material");
-                let _ = running.reload_tls();
-            }
-        }
-    }
-}
-
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot watch SIGTERM; stopping on SIGINT only");
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        }
-    };
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT received"),
+async fn wait_for_stop(
+    running: &straja_gateway::server::RunningGateway,
+    signals: &mut signals::Signals,
+) {
+    while signals.next().await == signals::Request::Reload {
+        tracing::info!("SIGHUP received: reloading TLS material");
+        let _ = running.reload_tls();
     }
 }
 

@@ -1,6 +1,10 @@
 //! Secret keys kept in files: given by systemd as a credential (`LoadCredential=`, read from
 //! `$CREDENTIALS_DIRECTORY`), or kept in the state directory, created there on first use with
 //! random bytes, mode 0600, in a directory of its own, synced before use.
+//!
+//! A credential whose content is exactly [`NO_CREDENTIAL`] counts as absent: the unit sets it
+//! with `SetCredential=` as the stand-in for a `LoadCredential=` file that is not there (systemd
+//! then starts the service instead of failing), and the key comes from the state directory.
 
 use std::fs;
 use std::io::Write;
@@ -18,6 +22,32 @@ pub struct KeyFileError {
     pub reason: String,
 }
 
+/// The content of a credential that stands for "none given" (`SetCredential=NAME:use-state-dir`
+/// in `systemd/straja.service`).
+pub const NO_CREDENTIAL: &[u8] = b"use-state-dir";
+
+/// The systemd credential `name` (its bytes and file) if there is one and it is not the
+/// [`NO_CREDENTIAL`] stand-in.
+pub fn credential(name: &str) -> Result<Option<(Vec<u8>, PathBuf)>, KeyFileError> {
+    match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) => credential_in(Path::new(&dir), name),
+        None => Ok(None),
+    }
+}
+
+/// The credential `name` in the credentials directory `dir`, as [`credential`] takes it.
+pub fn credential_in(dir: &Path, name: &str) -> Result<Option<(Vec<u8>, PathBuf)>, KeyFileError> {
+    let path = dir.join(name);
+    if !path.exists() {
+        return Ok(None);
+    }
+    let bytes = read(&path)?;
+    if bytes == NO_CREDENTIAL {
+        return Ok(None);
+    }
+    Ok(Some((bytes, path)))
+}
+
 /// The systemd credential `name` if there is one, else `state_path`, created with `len` random
 /// bytes when missing. Returns the key's bytes and the file they came from.
 pub fn load_or_create(
@@ -25,11 +55,8 @@ pub fn load_or_create(
     state_path: &Path,
     len: usize,
 ) -> Result<(Vec<u8>, PathBuf), KeyFileError> {
-    if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-        let path = Path::new(&dir).join(name);
-        if path.exists() {
-            return Ok((read(&path)?, path));
-        }
+    if let Some(found) = credential(name)? {
+        return Ok(found);
     }
     if !state_path.exists() {
         create(state_path, len)?;
@@ -75,4 +102,32 @@ pub fn create(path: &Path, len: usize) -> Result<(), KeyFileError> {
         .map_err(fail)?;
     file.write_all(&key).map_err(fail)?;
     file.sync_all().map_err(fail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_credential_is_taken_unless_absent_or_the_stand_in() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert!(
+            credential_in(dir.path(), "token-signing.key")
+                .expect("read")
+                .is_none()
+        );
+        fs::write(dir.path().join("token-signing.key"), NO_CREDENTIAL).expect("write");
+        assert!(
+            credential_in(dir.path(), "token-signing.key")
+                .expect("read")
+                .is_none()
+        );
+        let key = [7u8; 32];
+        fs::write(dir.path().join("recording.key"), key).expect("write");
+        let (bytes, path) = credential_in(dir.path(), "recording.key")
+            .expect("read")
+            .expect("given");
+        assert_eq!(bytes, key);
+        assert_eq!(path, dir.path().join("recording.key"));
+    }
 }

@@ -68,6 +68,7 @@ pub struct RunningGateway {
     tls: RustlsConfig,
     tls_watcher: JoinHandle<()>,
     retention: JoinHandle<()>,
+    heartbeats: Arc<crate::heartbeat::Heartbeats>,
 }
 
 /// Starts everything; returns once the listeners are bound (cameras may still be connecting).
@@ -92,7 +93,9 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         config.audit.rotate_bytes,
     )?);
     let metrics = Arc::new(Metrics::new());
-    let webrtc = WebrtcEngine::bind(&config.webrtc, metrics.udp_unmatched.clone()).await?;
+    let heartbeats = Arc::new(crate::heartbeat::Heartbeats::new());
+    let webrtc =
+        WebrtcEngine::bind(&config.webrtc, metrics.udp_unmatched.clone(), &heartbeats).await?;
     let media_addrs = webrtc.local_addrs();
 
     let https_listener = std::net::TcpListener::bind(config.http.listen).map_err(|e| {
@@ -187,6 +190,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         tls,
         tls_watcher,
         retention,
+        heartbeats,
     })
 }
 
@@ -268,6 +272,12 @@ impl RunningGateway {
     /// The shared state (for tests and the CLI).
     pub fn gateway(&self) -> &Arc<Gateway> {
         &self.gateway
+    }
+
+    /// The heartbeats of the loops that must keep turning (the egress shards'), for the service
+    /// watchdog; more can be registered.
+    pub fn heartbeats(&self) -> &Arc<crate::heartbeat::Heartbeats> {
+        &self.heartbeats
     }
 
     /// Reloads the TLS certificate, key and client CAs from their files (SIGHUP). New connections

@@ -26,6 +26,7 @@
 mod audio;
 mod backoff;
 mod camera;
+mod debug_log;
 mod delivery;
 mod error;
 mod fragmented_mp4_muxer;
@@ -45,6 +46,7 @@ mod video_codec;
 
 pub use audio::{AudioCodec, OPUS_PAYLOAD_TYPE};
 pub use camera::{CameraOptions, CameraPipeline, CameraState};
+pub use debug_log::route_debug_log_to_tracing;
 pub use error::{PipelineError, SourceError};
 pub use fragmented_mp4_muxer::FragmentedMp4Muxer;
 pub use h265_transcoder::H265ToH264Transcoder;

@@ -1,6 +1,8 @@
 //! The `straja` binary as operators run it, in its own process (optionally pinned to CPU cores),
 //! for benchmarks and tests that measure it from outside: its CPU time and RSS from `/proc`, its
 //! tokens from the CLI. Stopped with SIGTERM (then SIGKILL after 10 s) when dropped.
+//! [`ProcessOptions`] add environment variables (sd_notify, log formats, test hooks), send its
+//! stderr to a file, fix its HTTPS port, or start it under the kernel's W^X rule.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -8,9 +10,31 @@ use std::time::{Duration, Instant};
 
 use super::gateway_under_test::{https_client, issue_token_with_cli, urls_from_banner};
 
+/// How to start the process, beyond its cameras.
+#[derive(Debug, Default, Clone)]
+pub struct ProcessOptions {
+    /// CPUs to pin it to (a `taskset -c` list).
+    pub cpus: Option<String>,
+    /// Extra environment variables (set after the defaults, so they may override `STRAJA_LOG`).
+    pub env: Vec<(String, String)>,
+    /// Its stderr goes to `stderr.log` in its directory ([`GatewayProcess::stderr_log`]) rather
+    /// than the test's.
+    pub capture_stderr: bool,
+    /// With `capture_stderr`: `JOURNAL_STREAM` names that file (device:inode), as systemd does
+    /// when stderr is the journal.
+    pub journal_stream: bool,
+    /// The HTTPS listener's address (default `127.0.0.1:0`).
+    pub http_listen: Option<String>,
+    /// Runs it with `PR_SET_MDWE` (no memory both writable and executable, as
+    /// `MemoryDenyWriteExecute=yes` would), inherited across exec.
+    pub deny_write_execute: bool,
+}
+
 /// A running gateway process.
 pub struct GatewayProcess {
     child: Child,
+    /// When it was spawned (just before `spawn`).
+    pub spawned_at: Instant,
     /// `https://127.0.0.1:PORT`.
     pub base_url: String,
     /// `http://127.0.0.1:PORT/metrics`.
@@ -19,7 +43,7 @@ pub struct GatewayProcess {
     pub config: PathBuf,
     /// The dev CA that signed its certificate.
     pub ca_cert: PathBuf,
-    cpus: Option<String>,
+    options: ProcessOptions,
     _dir: tempfile::TempDir,
 }
 
@@ -27,6 +51,17 @@ impl GatewayProcess {
     /// Starts `straja run` with a config of `cameras` (TOML `[[cameras]]` tables) on loopback
     /// with ephemeral ports, pinned to `cpus` (a `taskset -c` list) when given.
     pub fn start(cameras_toml: &str, cpus: Option<&str>) -> GatewayProcess {
+        GatewayProcess::start_with(
+            cameras_toml,
+            ProcessOptions {
+                cpus: cpus.map(str::to_owned),
+                ..ProcessOptions::default()
+            },
+        )
+    }
+
+    /// Starts `straja run` with a config of `cameras` as [`Self::start`] does, as `options` say.
+    pub fn start_with(cameras_toml: &str, options: ProcessOptions) -> GatewayProcess {
         let dir = tempfile::tempdir().expect("temp dir");
         let certs = dir.path().join("certs");
         straja_gateway::tls::init_dev_certificates(&certs).expect("certs");
@@ -34,25 +69,54 @@ impl GatewayProcess {
         std::fs::write(
             &config,
             format!(
-                "state_dir = \"{state}\"\n[http]\nlisten = \"127.0.0.1:0\"\n\
+                "state_dir = \"{state}\"\n[http]\nlisten = \"{listen}\"\n\
                  tls_cert = \"{c}/server.crt\"\ntls_key = \"{c}/server.key\"\n\
                  [metrics]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n\
                  [limits]\nmax_sessions = 100000\nmax_sessions_per_camera = 100000\n\
                  {cameras_toml}\n",
                 state = dir.path().join("state").display(),
+                listen = options.http_listen.as_deref().unwrap_or("127.0.0.1:0"),
                 c = certs.display(),
             ),
         )
         .expect("config");
-        let (child, base_url, metrics_url) = spawn(&config, cpus);
+        let spawned_at = Instant::now();
+        let (child, base_url, metrics_url) = spawn(&config, &options, dir.path());
         GatewayProcess {
             child,
+            spawned_at,
             base_url,
             metrics_url,
             config,
             ca_cert: certs.join("ca.crt"),
-            cpus: cpus.map(str::to_owned),
+            options,
             _dir: dir,
+        }
+    }
+
+    /// What it has written to stderr so far (with [`ProcessOptions::capture_stderr`]).
+    pub fn stderr_log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// Sends it SIGTERM (as `systemctl stop` does).
+    pub fn terminate(&self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+    }
+
+    /// Its exit status once it has exited, waiting at most `timeout`; `None` if it still runs.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -70,7 +134,8 @@ impl GatewayProcess {
     /// Starts the daemon again on the same configuration and state (after [`Self::kill`]).
     pub fn restart(&mut self) {
         stop(&mut self.child);
-        let (child, base_url, metrics_url) = spawn(&self.config, self.cpus.as_deref());
+        self.spawned_at = Instant::now();
+        let (child, base_url, metrics_url) = spawn(&self.config, &self.options, self._dir.path());
         self.child = child;
         self.base_url = base_url;
         self.metrics_url = metrics_url;
@@ -133,11 +198,15 @@ impl GatewayProcess {
     }
 }
 
-/// Runs `straja run --config CONFIG` (pinned to `cpus` when given); returns it and the URLs of its
-/// banner.
-fn spawn(config: &std::path::Path, cpus: Option<&str>) -> (Child, String, String) {
+/// Runs `straja run --config CONFIG` as `options` say (stderr, when captured, to `dir/stderr.log`);
+/// returns it and the URLs of its banner.
+fn spawn(
+    config: &std::path::Path,
+    options: &ProcessOptions,
+    dir: &std::path::Path,
+) -> (Child, String, String) {
     let binary = env!("CARGO_BIN_EXE_straja");
-    let mut command = match cpus {
+    let mut command = match options.cpus.as_deref() {
         Some(cpus) => {
             let mut c = Command::new("taskset");
             c.args(["-c", cpus, binary]);
@@ -145,15 +214,45 @@ fn spawn(config: &std::path::Path, cpus: Option<&str>) -> (Child, String, String
         }
         None => Command::new(binary),
     };
-    let mut child = command
+    command
         .args(["run", "--config"])
         .arg(config)
         .env("STRAJA_LOG", "warn,rtc_dtls::config=error")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("straja binary");
+        .stderr(Stdio::inherit());
+    if options.capture_stderr {
+        let path = dir.join("stderr.log");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .expect("stderr.log");
+        if options.journal_stream {
+            use std::os::unix::fs::MetadataExt;
+            let meta = file.metadata().expect("stderr.log metadata");
+            command.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()));
+        }
+        command.stderr(Stdio::from(file));
+    }
+    for (name, value) in &options.env {
+        command.env(name, value);
+    }
+    if options.deny_write_execute {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only prctl(2), which is async-signal-safe, runs between fork and exec.
+        unsafe {
+            command.pre_exec(|| {
+                const PR_SET_MDWE: libc::c_int = 65;
+                const PR_MDWE_REFUSE_EXEC_GAIN: libc::c_ulong = 1;
+                if libc::prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn().expect("straja binary");
     let stdout = child.stdout.take().expect("stdout");
     let (base_url, metrics_url) = urls_from_banner(stdout);
     (child, base_url, metrics_url)

@@ -36,11 +36,8 @@ impl RecordingKey {
 
     /// The credential, or the state directory's key; never creates one (for reading recordings).
     pub fn load(state_dir: &Path) -> Result<RecordingKey, KeyFileError> {
-        if let Some(dir) = std::env::var_os("CREDENTIALS_DIRECTORY") {
-            let path = Path::new(&dir).join(KEY_FILE);
-            if path.exists() {
-                return Self::from_bytes(&key_file::read(&path)?, path);
-            }
+        if let Some((bytes, path)) = key_file::credential(KEY_FILE)? {
+            return Self::from_bytes(&bytes, path);
         }
         let path = state_dir.join("keys").join(KEY_FILE);
         Self::from_bytes(&key_file::read(&path)?, path)

@@ -19,8 +19,10 @@ use tokio::task::JoinHandle;
 
 use super::batch_sender::BatchSender;
 use super::deadline_queue::DeadlineQueue;
+use super::stall_hook::StallHook;
 use super::udp_transport::{RoutedDatagram, UdpTransport};
 use super::viewer_session::{EndReason, Forwarded, ViewerSession};
+use crate::heartbeat::Heartbeat;
 use crate::hub::{Attachment, CameraFeed, MediaPacket, MediaSink};
 
 /// Camera packets a shard queues (all its cameras together) before the feed drops for it: about
@@ -34,8 +36,9 @@ pub const SHARD_INBOX_DATAGRAMS: usize = 4096;
 const MEDIA_BATCH: usize = 8;
 /// Most datagrams from viewers handled in one go.
 const DATAGRAM_BATCH: usize = 256;
-/// Longest sleep when nothing is scheduled.
-const IDLE_WAKE: Duration = Duration::from_secs(1);
+/// Longest sleep when nothing is scheduled: the shard's heartbeat beats at least this often, so
+/// a watchdog interval must be well above it.
+pub const IDLE_WAKE: Duration = Duration::from_secs(1);
 
 /// What callers ask of a shard.
 pub enum Control {
@@ -64,8 +67,13 @@ pub struct ShardHandle {
 }
 
 impl ShardHandle {
-    /// Starts a shard sending on `transport`.
-    pub fn spawn(transport: Arc<UdpTransport>) -> ShardHandle {
+    /// Starts a shard sending on `transport`, beating `heartbeat` at every turn of its loop (and
+    /// stalling once as `stall` says: a test hook).
+    pub fn spawn(
+        transport: Arc<UdpTransport>,
+        heartbeat: Heartbeat,
+        stall: Option<StallHook>,
+    ) -> ShardHandle {
         let (control, control_rx) = mpsc::unbounded_channel();
         let (datagrams, datagrams_rx) = mpsc::channel(SHARD_INBOX_DATAGRAMS);
         let (media, media_rx) = mpsc::channel(SHARD_MEDIA_PACKETS);
@@ -85,6 +93,8 @@ impl ShardHandle {
             ending: Vec::new(),
             outbox: Vec::new(),
             viewers: viewers.clone(),
+            heartbeat,
+            stall,
         };
         ShardHandle {
             control,
@@ -158,6 +168,10 @@ struct EgressShard {
     ending: Vec<(u64, EndReason)>,
     outbox: Vec<TaggedBytesMut>,
     viewers: Arc<AtomicUsize>,
+    /// Beaten at every turn of the loop (the service watchdog reads it).
+    heartbeat: Heartbeat,
+    /// A stall to come, on purpose (tests only).
+    stall: Option<StallHook>,
 }
 
 impl EgressShard {
@@ -193,7 +207,17 @@ impl EgressShard {
                 }
                 _ = tokio::time::sleep_until(deadline.into()) => {}
             }
-            self.run_due_timers(Instant::now());
+            let mut now = Instant::now();
+            self.heartbeat.beat_at(now);
+            if self
+                .stall
+                .as_ref()
+                .is_some_and(|hook| hook.stall_if_due(now))
+            {
+                self.stall = None;
+                now = Instant::now();
+            }
+            self.run_due_timers(now);
             self.settle().await;
             // One iteration can be milliseconds of work with many viewers: let the media port's
             // receive task (and the rest of the runtime) run between them, or the viewers'

@@ -7,6 +7,7 @@ pub mod deadline_queue;
 pub mod egress_shard;
 pub mod keyframe_feedback;
 pub mod rtp_rewriter;
+pub mod stall_hook;
 pub mod stun_username;
 pub mod udp_transport;
 pub mod viewer_session;
@@ -21,6 +22,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::config::WebrtcConfig;
+use crate::heartbeat::Heartbeats;
 use crate::hub::CameraFeed;
 use egress_shard::{Control, ShardHandle};
 use udp_transport::UdpTransport;
@@ -62,16 +64,22 @@ impl Drop for ViewerCloser {
 }
 
 impl WebrtcEngine {
-    /// Binds the media port and starts receiving.
+    /// Binds the media port and starts receiving; each egress shard registers its heartbeat
+    /// ("egress shard N") in `heartbeats`.
     pub async fn bind(
         config: &WebrtcConfig,
         unmatched: prometheus::IntCounter,
+        heartbeats: &Heartbeats,
     ) -> io::Result<WebrtcEngine> {
         let transport = UdpTransport::bind(config.udp_listen, unmatched).await?;
         let receivers = transport.spawn_receivers();
         let shard_count = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let mut stall = stall_hook::StallHook::from_env(std::time::Instant::now());
         let shards = (0..shard_count)
-            .map(|_| ShardHandle::spawn(transport.clone()))
+            .map(|i| {
+                let heartbeat = heartbeats.register(format!("egress shard {i}"));
+                ShardHandle::spawn(transport.clone(), heartbeat, stall.take())
+            })
             .collect();
         Ok(WebrtcEngine {
             transport,
