@@ -114,15 +114,17 @@ async fn a_recording_survives_sigkill_and_exports_to_one_playable_file() {
     let frames: u64 = recorded.iter().map(|p| p.frames).sum();
     let out = probes.path().join("export.mp4");
     let config = state.parent().unwrap().join("straja.toml");
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_straja"))
-        .args(["recordings", "export", "--camera", "gate", "--from"])
-        .arg(first["start"].as_str().unwrap())
-        .args(["--to", &killed_at, "--out"])
-        .arg(&out)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("straja recordings export");
+    let run_export = |from: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_straja"))
+            .args(["recordings", "export", "--camera", "gate", "--from", from])
+            .args(["--to", &killed_at, "--out"])
+            .arg(&out)
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .expect("straja recordings export")
+    };
+    let output = run_export(first["start"].as_str().unwrap());
     assert!(output.status.success(), "{output:?}");
     println!("{}", String::from_utf8_lossy(&output.stdout));
     let export = ffprobe(&out).expect("the export is a valid MP4");
@@ -136,15 +138,7 @@ async fn a_recording_survives_sigkill_and_exports_to_one_playable_file() {
         "{} s exported for {expected:.2} s of frames",
         export.duration
     );
-    let again = std::process::Command::new(env!("CARGO_BIN_EXE_straja"))
-        .args(["recordings", "export", "--camera", "gate", "--from"])
-        .arg(first["start"].as_str().unwrap())
-        .args(["--to", &killed_at, "--out"])
-        .arg(&out)
-        .arg("--config")
-        .arg(&config)
-        .output()
-        .expect("straja recordings export");
+    let again = run_export(first["start"].as_str().unwrap());
     assert_eq!(again.status.code(), Some(2), "an export never overwrites");
     let audit = std::fs::read_to_string(state.join("audit").join("audit.log")).expect("audit");
     assert!(

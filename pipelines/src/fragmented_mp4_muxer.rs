@@ -18,6 +18,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::error::PipelineError;
+use crate::launch::{bus_error, element, launch};
 use crate::video_codec::VideoCodec;
 
 /// Most bytes the muxer's input queue holds before `push` refuses packets (about 30 s of a
@@ -50,26 +51,9 @@ impl FragmentedMp4Muxer {
              mp4mux fragment-duration={fragment_ms} streamable=true ! \
              appsink name=sink sync=false emit-signals=false enable-last-sample=false"
         );
-        let mut context = gst::ParseContext::new();
-        let pipeline = gst::parse::launch_full(
-            &description,
-            Some(&mut context),
-            gst::ParseFlags::FATAL_ERRORS,
-        )
-        .map_err(|e| match context.missing_elements().first() {
-            Some(missing) => PipelineError::MissingElement(missing.clone()),
-            None => PipelineError::Build(e.to_string()),
-        })?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| PipelineError::Build("description did not make a pipeline".to_owned()))?;
-        let appsrc = pipeline
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or_else(|| PipelineError::Build("no appsrc in the muxer".to_owned()))?;
-        let appsink = pipeline
-            .by_name("sink")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or_else(|| PipelineError::Build("no appsink in the muxer".to_owned()))?;
+        let pipeline = launch(&description)?;
+        let appsrc: gst_app::AppSrc = element(&pipeline, "src")?;
+        let appsink: gst_app::AppSink = element(&pipeline, "sink")?;
         if pipeline.set_state(gst::State::Playing).is_err() {
             let _ = pipeline.set_state(gst::State::Null);
             return Err(PipelineError::Build(
@@ -147,22 +131,7 @@ impl FragmentedMp4Muxer {
 
     /// The error the muxer stopped on, if it did (drains its bus).
     fn error(&self) -> Option<PipelineError> {
-        let bus = self.pipeline.bus()?;
-        // Bounded: the bus holds a finite number of messages and nothing waits.
-        for _ in 0..64 {
-            let message = bus.pop()?;
-            if let gst::MessageView::Error(error) = message.view() {
-                let element = error
-                    .src()
-                    .map(|s| s.name().to_string())
-                    .unwrap_or_else(|| "muxer".to_owned());
-                return Some(PipelineError::Muxer(format!(
-                    "{element}: {}",
-                    error.error().message()
-                )));
-            }
-        }
-        None
+        bus_error(&self.pipeline).map(PipelineError::Muxer)
     }
 }
 

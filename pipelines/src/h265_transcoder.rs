@@ -17,6 +17,7 @@ use gstreamer_video as gst_video;
 
 use crate::delivery::{self, FlowStats};
 use crate::error::PipelineError;
+use crate::launch::{bus_error, element, launch};
 use crate::packet_sink::PacketSink;
 
 /// Bytes of H.265 RTP queued before the oldest are dropped (about 2 s of an 8 Mbit/s camera).
@@ -35,7 +36,6 @@ impl H265ToH264Transcoder {
         sink: Arc<dyn PacketSink>,
         bitrate_kbps: u32,
     ) -> Result<H265ToH264Transcoder, PipelineError> {
-        crate::init()?;
         let description = format!(
             "appsrc name=src format=time is-live=true do-timestamp=true block=false \
              leaky-type=downstream max-bytes={MAX_QUEUED_BYTES} \
@@ -47,26 +47,9 @@ impl H265ToH264Transcoder {
              appsink name=sink emit-signals=false sync=false max-buffers=64 drop=true \
              enable-last-sample=false"
         );
-        let mut context = gst::ParseContext::new();
-        let pipeline = gst::parse::launch_full(
-            &description,
-            Some(&mut context),
-            gst::ParseFlags::FATAL_ERRORS,
-        )
-        .map_err(|e| match context.missing_elements().first() {
-            Some(missing) => PipelineError::MissingElement(missing.clone()),
-            None => PipelineError::Build(e.to_string()),
-        })?
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| PipelineError::Build("description did not make a pipeline".to_owned()))?;
-        let appsrc = pipeline
-            .by_name("src")
-            .and_then(|e| e.downcast::<gst_app::AppSrc>().ok())
-            .ok_or_else(|| PipelineError::Build("no appsrc in the transcoder".to_owned()))?;
-        let appsink = pipeline
-            .by_name("sink")
-            .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-            .ok_or_else(|| PipelineError::Build("no appsink in the transcoder".to_owned()))?;
+        let pipeline = launch(&description)?;
+        let appsrc: gst_app::AppSrc = element(&pipeline, "src")?;
+        let appsink: gst_app::AppSink = element(&pipeline, "sink")?;
         delivery::connect_sink(&appsink, sink, Arc::new(FlowStats::new()));
         if pipeline.set_state(gst::State::Playing).is_err() {
             let _ = pipeline.set_state(gst::State::Null);
@@ -100,18 +83,7 @@ impl H265ToH264Transcoder {
 
     /// The error the transcoder stopped on, if any (drains its bus).
     pub fn error(&self) -> Option<String> {
-        let bus = self.pipeline.bus()?;
-        for _ in 0..64 {
-            let message = bus.pop()?;
-            if let gst::MessageView::Error(error) = message.view() {
-                let element = error
-                    .src()
-                    .map(|s| s.name().to_string())
-                    .unwrap_or_else(|| "transcoder".to_owned());
-                return Some(format!("{element}: {}", error.error().message()));
-            }
-        }
-        None
+        bus_error(&self.pipeline)
     }
 }
 

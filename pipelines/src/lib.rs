@@ -31,6 +31,7 @@ mod delivery;
 mod error;
 mod fragmented_mp4_muxer;
 mod h265_transcoder;
+mod launch;
 mod mp4_export;
 mod packet_sink;
 mod pipeline_description;

@@ -15,6 +15,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::error::PipelineError;
+use crate::launch::{bus_error, element, launch};
 use crate::video_codec::VideoCodec;
 
 /// One H.264 access unit (Annex B byte stream, parameter sets before each keyframe).
@@ -39,45 +40,6 @@ pub struct SegmentSamples {
     pub samples: Vec<VideoSample>,
     /// Time from the first sample's start to the last sample's end.
     pub duration: Duration,
-}
-
-fn launch(description: &str) -> Result<gst::Pipeline, PipelineError> {
-    crate::init()?;
-    let mut context = gst::ParseContext::new();
-    gst::parse::launch_full(
-        description,
-        Some(&mut context),
-        gst::ParseFlags::FATAL_ERRORS,
-    )
-    .map_err(|e| match context.missing_elements().first() {
-        Some(missing) => PipelineError::MissingElement(missing.clone()),
-        None => PipelineError::Build(e.to_string()),
-    })?
-    .downcast::<gst::Pipeline>()
-    .map_err(|_| PipelineError::Build("description did not make a pipeline".to_owned()))
-}
-
-fn by_name<T: IsA<gst::Element>>(pipeline: &gst::Pipeline, name: &str) -> Result<T, PipelineError> {
-    pipeline
-        .by_name(name)
-        .and_then(|e| e.downcast::<T>().ok())
-        .ok_or_else(|| PipelineError::Build(format!("no element named '{name}'")))
-}
-
-/// The first error on a pipeline's bus, if any (never waits).
-fn bus_error(pipeline: &gst::Pipeline) -> Option<String> {
-    let bus = pipeline.bus()?;
-    for _ in 0..64 {
-        let message = bus.pop()?;
-        if let gst::MessageView::Error(error) = message.view() {
-            let element = error
-                .src()
-                .map(|s| s.name().to_string())
-                .unwrap_or_else(|| "pipeline".to_owned());
-            return Some(format!("{element}: {}", error.error().message()));
-        }
-    }
-    None
 }
 
 /// Sets a pipeline to NULL when dropped.
@@ -114,8 +76,8 @@ pub fn demux_segment(mp4: Bytes, timeout: Duration) -> Result<SegmentSamples, Pi
         codec.as_str()
     ))?;
     let _stopped = Stopped(pipeline.clone());
-    let appsrc: gst_app::AppSrc = by_name(&pipeline, "src")?;
-    let appsink: gst_app::AppSink = by_name(&pipeline, "sink")?;
+    let appsrc: gst_app::AppSrc = element(&pipeline, "src")?;
+    let appsink: gst_app::AppSink = element(&pipeline, "sink")?;
     pipeline
         .set_state(gst::State::Playing)
         .map_err(|_| PipelineError::Export("the demuxer refused to start".to_owned()))?;
@@ -198,8 +160,8 @@ impl Mp4Export {
              mp4mux ! filesink name=file",
             codec.as_str()
         ))?;
-        let appsrc: gst_app::AppSrc = by_name(&pipeline, "src")?;
-        let file: gst::Element = by_name(&pipeline, "file")?;
+        let appsrc: gst_app::AppSrc = element(&pipeline, "src")?;
+        let file: gst::Element = element(&pipeline, "file")?;
         file.set_property("location", path.display().to_string());
         if pipeline.set_state(gst::State::Playing).is_err() {
             let reason = bus_error(&pipeline).unwrap_or_else(|| "cannot start".to_owned());

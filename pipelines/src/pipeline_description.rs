@@ -250,23 +250,8 @@ pub(crate) fn parse(source: &CameraSource) -> Result<BuiltPipeline, PipelineErro
     crate::init()?;
     let description = describe(source);
     tracing::debug!(pipeline = %description, "building camera pipeline");
-    let mut context = gst::ParseContext::new();
-    let element = gst::parse::launch_full(
-        &description,
-        Some(&mut context),
-        gst::ParseFlags::FATAL_ERRORS,
-    )
-    .map_err(|e| match context.missing_elements().first() {
-        Some(missing) => PipelineError::MissingElement(missing.clone()),
-        None => PipelineError::Build(e.to_string()),
-    })?;
-    let pipeline = element
-        .downcast::<gst::Pipeline>()
-        .map_err(|_| PipelineError::Build("description did not make a pipeline".to_owned()))?;
-    let appsink = pipeline
-        .by_name(SINK)
-        .and_then(|e| e.downcast::<gst_app::AppSink>().ok())
-        .ok_or_else(|| PipelineError::Build(format!("no appsink named '{SINK}'")))?;
+    let pipeline = crate::launch::launch(&description)?;
+    let appsink: gst_app::AppSink = crate::launch::element(&pipeline, SINK)?;
     if let CameraSource::Rtsp(rtsp) = source {
         configure_rtspsrc(&pipeline, rtsp)?;
     }

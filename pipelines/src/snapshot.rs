@@ -19,6 +19,7 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use crate::error::PipelineError;
+use crate::launch::{bus_error, launch};
 use crate::video_codec::VideoCodec;
 
 /// H.264 decoders a snapshot can use, best first.
@@ -211,19 +212,7 @@ impl Decode {
              enable-last-sample=false",
             quality.get()
         );
-        let mut context = gst::ParseContext::new();
-        let element = gst::parse::launch_full(
-            &description,
-            Some(&mut context),
-            gst::ParseFlags::FATAL_ERRORS,
-        )
-        .map_err(|e| match context.missing_elements().first() {
-            Some(missing) => PipelineError::MissingElement(missing.clone()),
-            None => PipelineError::Build(e.to_string()),
-        })?;
-        let pipeline = element.downcast::<gst::Pipeline>().map_err(|_| {
-            PipelineError::Build("snapshot description did not make a pipeline".to_owned())
-        })?;
+        let pipeline = launch(&description)?;
         let appsrc = pipeline
             .by_name(SOURCE)
             .and_then(|e| e.downcast::<gst_app::AppSrc>().ok());
@@ -247,12 +236,8 @@ impl Decode {
     }
 
     fn run(&self, rtp_packets: &[Bytes], deadline: Instant) -> Result<JpegPicture, PipelineError> {
-        let bus = self
-            .pipeline
-            .bus()
-            .ok_or_else(|| PipelineError::Build("the snapshot pipeline has no bus".to_owned()))?;
         if self.pipeline.set_state(gst::State::Playing).is_err() {
-            return Err(failure(&bus).unwrap_or_else(|| {
+            return Err(failure(&self.pipeline).unwrap_or_else(|| {
                 PipelineError::Decode("the decoder refused to start".to_owned())
             }));
         }
@@ -273,7 +258,7 @@ impl Decode {
             if let Some(sample) = self.appsink.try_pull_sample(POLL) {
                 return picture(&sample, self.decoder);
             }
-            if let Some(error) = failure(&bus) {
+            if let Some(error) = failure(&self.pipeline) {
                 return Err(error);
             }
             if self.appsink.is_eos() {
@@ -325,26 +310,8 @@ fn picture(sample: &gst::Sample, decoder: &'static str) -> Result<JpegPicture, P
 }
 
 /// The first error posted on the bus, as a decode error (bounded: the bus is not waited on).
-fn failure(bus: &gst::Bus) -> Option<PipelineError> {
-    for _ in 0..64 {
-        let message = bus.pop()?;
-        if let gst::MessageView::Error(error) = message.view() {
-            let element = error
-                .src()
-                .map(|src| {
-                    src.downcast_ref::<gst::Element>()
-                        .and_then(|element| element.factory())
-                        .map(|factory| factory.name().to_string())
-                        .unwrap_or_else(|| src.name().to_string())
-                })
-                .unwrap_or_else(|| "pipeline".to_owned());
-            return Some(PipelineError::Decode(format!(
-                "{element}: {}",
-                error.error().message()
-            )));
-        }
-    }
-    None
+fn failure(pipeline: &gst::Pipeline) -> Option<PipelineError> {
+    bus_error(pipeline).map(PipelineError::Decode)
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use rtc::sansio::Protocol;
 use rtc::shared::TaggedBytesMut;
 
 use super::keyframe_feedback::is_keyframe_request;
-use super::rtp_rewriter::RtpRewriter;
+use super::rtp_rewriter::{Rewritten, RtpRewriter};
 use crate::hub::{CameraFeed, MediaPacket};
 
 /// A viewer that has not connected by then is dropped.
@@ -164,28 +164,8 @@ impl ViewerSession {
         let out = audio
             .rewriter
             .rewrite(packet.header.sequence, packet.header.timestamp);
-        let rtp_packet = rtp::Packet {
-            header: rtp::header::Header {
-                version: 2,
-                marker: packet.header.marker,
-                payload_type: out.payload_type,
-                sequence_number: out.sequence,
-                timestamp: out.timestamp,
-                ssrc: out.ssrc,
-                ..Default::default()
-            },
-            payload: packet.payload(),
-        };
-        let Some(mut sender) = self.peer.rtp_sender(audio.sender) else {
-            return Forwarded::Skipped;
-        };
-        match sender.write_rtp(now, rtp_packet) {
-            Ok(()) => Forwarded::Sent,
-            Err(e) => {
-                tracing::trace!(error = %e, "write_rtp refused an audio packet");
-                Forwarded::Skipped
-            }
-        }
+        let sender = audio.sender;
+        self.write(sender, out, packet, now)
     }
 
     /// Takes a datagram from the viewer (STUN, DTLS, SRTCP).
@@ -278,6 +258,17 @@ impl ViewerSession {
     fn send(&mut self, packet: &MediaPacket, timestamp: u32, now: Instant) -> Forwarded {
         self.last_sent = Some((packet.epoch, now));
         let out = self.rewriter.rewrite(packet.header.sequence, timestamp);
+        self.write(self.sender, out, packet, now)
+    }
+
+    /// Hands `packet`'s payload to `sender` with the rewritten header `out`.
+    fn write(
+        &mut self,
+        sender: RTCRtpSenderId,
+        out: Rewritten,
+        packet: &MediaPacket,
+        now: Instant,
+    ) -> Forwarded {
         let rtp_packet = rtp::Packet {
             header: rtp::header::Header {
                 version: 2,
@@ -290,7 +281,7 @@ impl ViewerSession {
             },
             payload: packet.payload(),
         };
-        let Some(mut sender) = self.peer.rtp_sender(self.sender) else {
+        let Some(mut sender) = self.peer.rtp_sender(sender) else {
             return Forwarded::Skipped;
         };
         match sender.write_rtp(now, rtp_packet) {
