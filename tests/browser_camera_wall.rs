@@ -231,14 +231,10 @@ async fn the_wall_plays_every_camera_in_its_own_tile_and_opens_one_large() {
     page.eval("straja.stop().then(() => true)")
         .await
         .expect("stop");
-    let sessions = &gateway.running.gateway().sessions;
-    for _ in 0..100 {
-        if sessions.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(sessions.is_empty(), "the page ended its sessions");
+    assert!(
+        gateway.sessions_end(100).await,
+        "the page ended its sessions"
+    );
 
     drop(page);
     drop(browser);
@@ -333,15 +329,8 @@ async fn stopping_the_wall_while_its_views_start_leaves_no_session_and_play_star
     page.eval("straja.ready.then(() => straja.stop()).then(() => true)")
         .await
         .expect("stopped");
-    let sessions = &gateway.running.gateway().sessions;
-    for _ in 0..150 {
-        if sessions.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     assert!(
-        sessions.is_empty(),
+        gateway.sessions_end(150).await,
         "a view stopped while it started leaves no session"
     );
     page.eval_within(
@@ -354,7 +343,11 @@ async fn stopping_the_wall_while_its_views_start_leaves_no_session_and_play_star
     )
     .await
     .unwrap_or_else(|e| panic!("play after stop: {e}; console {:?}", page.console()));
-    assert_eq!(sessions.len(), 1, "only the camera played has a session");
+    assert_eq!(
+        gateway.running.gateway().sessions.len(),
+        1,
+        "only the camera played has a session"
+    );
     drop(page);
     drop(browser);
     gateway.shutdown().await;

@@ -102,14 +102,10 @@ async fn chromium_plays_a_camera_from_the_gateway_page() {
     page.eval("straja.stop().then(() => true)")
         .await
         .expect("stop");
-    let sessions = &gateway.running.gateway().sessions;
-    for _ in 0..100 {
-        if sessions.is_empty() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert!(sessions.is_empty(), "the page's DELETE ended the session");
+    assert!(
+        gateway.sessions_end(100).await,
+        "the page's DELETE ended the session"
+    );
 
     drop(page);
     drop(browser);

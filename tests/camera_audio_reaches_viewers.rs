@@ -201,16 +201,7 @@ async fn chromium_plays_a_cameras_aac_audio_as_opus_with_its_video() {
     let browser = Chromium::launch(&["--autoplay-policy=no-user-gesture-required"])
         .await
         .expect("Chromium starts");
-    let page = browser
-        .open(&gateway.url(&format!("/#token={}", gateway.security_token)))
-        .await
-        .expect("page opens");
-    page.wait_for(
-        "document.querySelectorAll('[data-camera]').length === 1",
-        Duration::from_secs(10),
-    )
-    .await
-    .expect("the wall shows the camera");
+    let page = gateway.open_wall(&browser, 1).await;
     page.eval("straja.play('door').then(() => true)")
         .await
         .expect("play");

@@ -134,16 +134,7 @@ async fn h265_is_passed_through_to_h265_viewers_and_transcoded_once_for_the_othe
 
     // A browser: Chromium offers no H.265 here, and decodes the transcode.
     let browser = Chromium::launch(&[]).await.expect("Chromium starts");
-    let page = browser
-        .open(&gateway.url(&format!("/#token={}", gateway.security_token)))
-        .await
-        .expect("page opens");
-    page.wait_for(
-        "document.querySelectorAll('[data-camera]').length === 1",
-        Duration::from_secs(10),
-    )
-    .await
-    .expect("the wall shows the camera");
+    let page = gateway.open_wall(&browser, 1).await;
     page.eval("straja.play('hevc').then(() => true)")
         .await
         .expect("play");

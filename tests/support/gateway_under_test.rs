@@ -406,6 +406,39 @@ udp_listen = "127.0.0.1:0"
         https_client_with_headers(&self.ca_cert, headers)
     }
 
+    /// Opens the page in `browser`, signed in with the security token's link, and waits (bounded)
+    /// until the wall shows `tiles` cameras.
+    pub async fn open_wall(
+        &self,
+        browser: &super::chromium::Chromium,
+        tiles: usize,
+    ) -> super::chromium::Page {
+        let page = browser
+            .open(&self.url(&format!("/#token={}", self.security_token)))
+            .await
+            .expect("page opens");
+        page.wait_for(
+            &format!("document.querySelectorAll('[data-camera]').length === {tiles}"),
+            std::time::Duration::from_secs(10),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("the wall shows {tiles} cameras: {e}; {:?}", page.console()));
+        page
+    }
+
+    /// Waits until no viewer session is left, polling every 20 ms at most `polls` times; returns
+    /// whether none is.
+    pub async fn sessions_end(&self, polls: usize) -> bool {
+        let sessions = &self.running.gateway().sessions;
+        for _ in 0..polls {
+            if sessions.is_empty() {
+                return true;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        sessions.is_empty()
+    }
+
     /// Stops the gateway.
     pub async fn shutdown(self) {
         self.running.shutdown().await;

@@ -172,10 +172,22 @@ fn offer_takes_audio(offer: &str, codec: AudioCodec) -> bool {
             && !section
                 .lines()
                 .any(|l| matches!(l.trim(), "a=sendonly" | "a=inactive"))
-            && section
-                .lines()
-                .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_uppercase().contains(rtpmap))
+            && maps_codec(section, rtpmap)
     })
+}
+
+/// Whether SDP `text` has an `a=rtpmap` line of `rtpmap` (` NAME/RATE`, upper case).
+fn maps_codec(text: &str, rtpmap: &str) -> bool {
+    text.lines()
+        .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_uppercase().contains(rtpmap))
+}
+
+/// The `a=rtpmap` encoding of a video codec, as [`maps_codec`] looks for it.
+fn video_rtpmap(codec: VideoCodec) -> &'static str {
+    match codec {
+        VideoCodec::H264 => " H264/90000",
+        VideoCodec::H265 => " H265/90000",
+    }
 }
 
 /// The interceptors of a viewer's connection. A viewer only receives: of rtc's default set it
@@ -209,18 +221,10 @@ fn h265_codec() -> RTCRtpCodec {
 
 /// Whether the offer's video section receives `codec` (an `a=rtpmap` of it).
 pub fn offer_takes_video(offer: &str, codec: VideoCodec) -> bool {
-    let rtpmap = match codec {
-        VideoCodec::H264 => " H264/90000",
-        VideoCodec::H265 => " H265/90000",
-    };
     offer
         .split("\nm=")
         .filter(|section| section.starts_with("video"))
-        .any(|section| {
-            section
-                .lines()
-                .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_uppercase().contains(rtpmap))
-        })
+        .any(|section| maps_codec(section, video_rtpmap(codec)))
 }
 
 /// Checks what can be checked cheaply before any WebRTC state is built.
@@ -245,14 +249,7 @@ fn precheck(offer: &str, video: VideoCodec) -> Result<(), OfferError> {
             "the offer has no video media section to receive the camera on".into(),
         ));
     }
-    let wanted = match video {
-        VideoCodec::H264 => " H264/90000",
-        VideoCodec::H265 => " H265/90000",
-    };
-    let has_codec = offer
-        .lines()
-        .any(|l| l.starts_with("a=rtpmap:") && l.to_ascii_uppercase().contains(wanted));
-    if !has_codec {
+    if !maps_codec(offer, video_rtpmap(video)) {
         return Err(OfferError::Unacceptable(match video {
             VideoCodec::H264 => "the offer has no H.264 codec; this camera sends H.264".into(),
             VideoCodec::H265 => "the offer has no H.265 codec".into(),
