@@ -102,6 +102,15 @@ impl CameraFeed {
         metrics: CameraMetrics,
         gop_cache_bytes: usize,
     ) -> Arc<CameraFeed> {
+        Self::build(id, metrics, gop_cache_bytes, false)
+    }
+
+    fn build(
+        id: &str,
+        metrics: CameraMetrics,
+        gop_cache_bytes: usize,
+        audio: bool,
+    ) -> Arc<CameraFeed> {
         Arc::new(CameraFeed {
             id: Arc::from(id),
             subscribers: ArcSwap::from_pointee(Vec::new()),
@@ -113,7 +122,7 @@ impl CameraFeed {
             ssrc: AtomicU64::new(u64::MAX),
             epoch: AtomicU32::new(0),
             gop: GopCache::new(gop_cache_bytes),
-            audio: false,
+            audio,
             h265: AtomicBool::new(false),
             gop_overflow_logged: AtomicBool::new(false),
             metrics,
@@ -123,11 +132,7 @@ impl CameraFeed {
     /// A camera's audio feed: the same fan-out, where every packet is a point a viewer can
     /// start from and nothing is cached (audio needs no keyframe).
     pub fn audio(id: &str, metrics: CameraMetrics) -> Arc<CameraFeed> {
-        let mut feed = Self::with_gop_cache(id, metrics, 0);
-        if let Some(feed) = Arc::get_mut(&mut feed) {
-            feed.audio = true;
-        }
-        feed
+        Self::build(id, metrics, 0, true)
     }
 
     /// The video codec of the feed's packets.
