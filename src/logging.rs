@@ -9,17 +9,18 @@
 //!   `message`, `target`, `spans`), without the timestamp and behind the priority prefix under
 //!   journald.
 //!
-//! `STRAJA_LOG` filters (`tracing-subscriber` `EnvFilter` syntax; default `info`). GStreamer's own
+//! The configuration's `log.level` filters (`tracing-subscriber` `EnvFilter` syntax; default
+//! `info`), changed by a reload ([`LogLevel`]); `STRAJA_LOG`, when set, overrides it. GStreamer's own
 //! messages (as many as `GST_DEBUG` asks for) come through the same log, target `gstreamer`
 //! (`straja_pipelines::route_debug_log_to_tracing`).
 
 use std::io;
 
 use tracing::{Level, Metadata};
-use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
+use tracing_subscriber::{EnvFilter, Layer, Registry, reload};
 
 /// The variable that picks the format.
 const FORMAT_ENV: &str = "STRAJA_LOG_FORMAT";
@@ -31,12 +32,57 @@ enum Format {
     Json,
 }
 
-/// Sets up logging for `straja run`.
-pub fn init() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("STRAJA_LOG")
-        // rtc_dtls::config warns on every DTLS-client session that it uses "localhost" as the
-        // server name, which is meaningless for DTLS-SRTP (peers are checked by fingerprint).
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,rtc_dtls::config=error"));
+/// The variable that overrides `log.level`.
+const LEVEL_ENV: &str = "STRAJA_LOG";
+
+/// The filter in force, which a reload changes.
+pub struct LogLevel {
+    handle: reload::Handle<EnvFilter, Registry>,
+    /// `$STRAJA_LOG` was set: the configuration's level does not apply.
+    pinned: bool,
+    current: std::sync::Mutex<String>,
+}
+
+impl LogLevel {
+    /// Puts the configuration's `log.level` in force (validated with the configuration), unless
+    /// `$STRAJA_LOG` pins the filter.
+    pub fn apply(&self, level: &str) {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if *current == level {
+            return;
+        }
+        if self.pinned {
+            tracing::warn!("{LEVEL_ENV} is set: log.level {level:?} does not apply");
+            return;
+        }
+        match filter_for(level).map(|filter| self.handle.reload(filter)) {
+            Ok(Ok(())) => {
+                tracing::info!("log level now {level:?}");
+                *current = level.to_owned();
+            }
+            Ok(Err(e)) => tracing::error!("cannot change the log level: {e}"),
+            Err(e) => tracing::error!("log.level {level:?} is not a filter: {e}"),
+        }
+    }
+}
+
+/// The filter for a `log.level`.
+fn filter_for(level: &str) -> Result<EnvFilter, tracing_subscriber::filter::ParseError> {
+    // rtc_dtls::config warns on every DTLS-client session that it uses "localhost" as the server
+    // name, which is meaningless for DTLS-SRTP (peers are checked by fingerprint).
+    if level.contains("rtc_dtls") {
+        EnvFilter::builder().parse(level)
+    } else {
+        EnvFilter::builder().parse(format!("{level},rtc_dtls::config=error"))
+    }
+}
+
+/// Sets up logging for `straja run`, at `info` (or `$STRAJA_LOG`) until [`LogLevel::apply`].
+pub fn init() -> LogLevel {
+    let pinned = std::env::var_os(LEVEL_ENV).is_some();
+    let filter = EnvFilter::try_from_env(LEVEL_ENV)
+        .unwrap_or_else(|_| filter_for("info").expect("a valid filter"));
+    let (filter, handle) = reload::Layer::new(filter);
     let requested = std::env::var(FORMAT_ENV).ok();
     let format = match requested.as_deref().map(str::trim) {
         None | Some("" | "text") => Format::Text,
@@ -69,11 +115,19 @@ pub fn init() {
         .with(filter)
         .with(layer)
         .init();
+    if pinned && EnvFilter::try_from_env(LEVEL_ENV).is_err() {
+        tracing::warn!("{LEVEL_ENV} is not a valid filter: logging at info");
+    }
     if let Some(other) = requested
         && format == Format::Text
         && !matches!(other.trim(), "" | "text")
     {
         tracing::warn!("{FORMAT_ENV}={other:?} is neither text nor json: writing text");
+    }
+    LogLevel {
+        handle,
+        pinned,
+        current: std::sync::Mutex::new("info".to_owned()),
     }
 }
 
@@ -159,6 +213,16 @@ fn prefix_lines(priority: u8, text: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_levels_become_filters_that_keep_dtls_quiet() {
+        for level in ["info", "debug", "warn,straja_gateway::recording=debug"] {
+            let filter = filter_for(level).expect(level).to_string();
+            assert!(filter.contains("rtc_dtls::config=error"), "{filter}");
+        }
+        assert!(filter_for("info,rtc_dtls=debug").is_ok());
+        assert!(filter_for("info,[").is_err());
+    }
 
     #[test]
     fn levels_map_to_syslog_priorities() {

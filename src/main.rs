@@ -254,10 +254,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Run { config } => {
-            logging::init();
+            let log_level = logging::init();
             // GStreamer's own messages (GST_DEBUG) in the same log, at their own priority.
             straja_pipelines::route_debug_log_to_tracing();
-            match run(config) {
+            match run(config, &log_level) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!("{e:#}");
@@ -351,7 +351,7 @@ fn parse_lifetime(text: &str) -> Result<Duration, String> {
         .ok_or_else(|| format!("'{text}' is too long"))
 }
 
-fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
+fn run(config_path: Option<PathBuf>, log_level: &logging::LogLevel) -> anyhow::Result<()> {
     let config = match &config_path {
         Some(path) => Config::load(path)?,
         None => {
@@ -359,6 +359,7 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
             Config::demo()
         }
     };
+    log_level.apply(&config.log.level);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .thread_name("straja")
@@ -375,7 +376,14 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
         );
         // Listeners bound, every camera's pipeline started (cameras that are down keep trying).
         service.ready(&running);
-        wait_for_stop(&running, &mut signals).await;
+        serve_until_stop(
+            &running,
+            &mut signals,
+            &service,
+            config_path.as_deref(),
+            log_level,
+        )
+        .await;
         service.stopping();
         // A second signal forces the exit while the graceful stop runs.
         tokio::spawn(async move {
@@ -388,14 +396,39 @@ fn run(config_path: Option<PathBuf>) -> anyhow::Result<()> {
     })
 }
 
-/// Serves until SIGTERM or SIGINT, reloading TLS material on each SIGHUP.
-async fn wait_for_stop(
+/// Serves until SIGTERM or SIGINT, reloading the configuration file (or, without one, the
+/// embedded demo configuration and the TLS material) on each SIGHUP.
+async fn serve_until_stop(
     running: &straja_gateway::server::RunningGateway,
     signals: &mut signals::Signals,
+    service: &straja_gateway::service_notify::ServiceNotify,
+    config_path: Option<&std::path::Path>,
+    log_level: &logging::LogLevel,
 ) {
     while signals.next().await == signals::Request::Reload {
-        tracing::info!("SIGHUP received: reloading TLS material");
-        let _ = running.reload_tls();
+        match config_path {
+            Some(path) => tracing::info!("SIGHUP received: reloading {}", path.display()),
+            None => tracing::info!("SIGHUP received: reloading (the embedded demo configuration)"),
+        }
+        service.reloading();
+        let config = match config_path {
+            Some(path) => Config::load(path),
+            None => Ok(Config::demo()),
+        };
+        match running.reload(config).await {
+            Ok(report) => {
+                if let Some(level) = &report.plan.log_level {
+                    log_level.apply(level);
+                }
+                service.reloaded(&format!(
+                    "Configuration reloaded in {} ms",
+                    report.took.as_millis()
+                ));
+            }
+            Err(_) => service.reloaded(
+                "Configuration reload rejected: the running configuration stays (see the log)",
+            ),
+        }
     }
 }
 

@@ -2,6 +2,7 @@
 //! the state the API, `/readyz` and `straja_camera_up` report.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -31,8 +32,12 @@ pub struct Camera {
     pub audio_feed: Arc<CameraFeed>,
     /// H.264 made from its H.265, while viewers without H.265 watch (idle for H.264 cameras).
     pub transcoding: Arc<Transcoding>,
+    /// The configuration it runs with.
+    config: CameraConfig,
     pipeline: Option<Arc<CameraPipeline>>,
     start_error: Option<String>,
+    /// The pipeline's reconnects already added to `straja_camera_reconnects_total`.
+    reported_reconnects: AtomicU64,
 }
 
 /// A camera as `GET /api/v1/cameras` shows it.
@@ -59,40 +64,57 @@ impl Camera {
             config.gop_cache_bytes,
         );
         let audio_feed = CameraFeed::audio(&config.id, metrics.camera(&config.id));
-        let started = CameraSource::parse(&config.source)
-            .map_err(|e| e.to_string())
-            .and_then(|source| {
-                let options = CameraOptions {
-                    stall_timeout: Duration::from_secs(config.stall_seconds),
-                };
-                CameraPipeline::start_with_audio(
-                    &config.id,
-                    source,
-                    feed.clone(),
-                    Some(audio_feed.clone()),
-                    options,
-                )
-                .map_err(|e| e.to_string())
-            });
-        let (pipeline, start_error) = match started {
-            Ok(pipeline) => {
-                let pipeline = Arc::new(pipeline);
-                feed.set_keyframe_source(pipeline.clone());
-                (Some(pipeline), None)
-            }
-            Err(e) => {
-                tracing::error!(camera = %config.id, error = %e, "camera pipeline did not start");
-                (None, Some(e))
-            }
-        };
+        let (pipeline, start_error) = start_pipeline(config, &feed, &audio_feed);
         Camera {
             id: config.id.clone(),
             name: config.name.clone(),
             transcoding: Transcoding::new(&config.id, feed.clone(), metrics),
             feed,
             audio_feed,
+            config: config.clone(),
             pipeline,
             start_error,
+            reported_reconnects: AtomicU64::new(0),
+        }
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &CameraConfig {
+        &self.config
+    }
+
+    /// True when `config` needs a new pipeline (another source or stall timeout).
+    pub fn needs_new_pipeline(&self, config: &CameraConfig) -> bool {
+        self.config.source != config.source || self.config.stall_seconds != config.stall_seconds
+    }
+
+    /// The camera under a changed configuration (a reload), on the same feeds, so that its viewers
+    /// and recorder stay attached: a new source or stall timeout stops this camera's pipeline and
+    /// starts another (viewers see a reconnect); a new name or GOP cache bound keeps the pipeline.
+    /// Blocking while the old pipeline stops.
+    pub fn reconfigured(&self, config: &CameraConfig) -> Camera {
+        self.feed.set_gop_cache_bytes(config.gop_cache_bytes);
+        let (pipeline, start_error, reported) = if self.needs_new_pipeline(config) {
+            self.stop();
+            let (pipeline, start_error) = start_pipeline(config, &self.feed, &self.audio_feed);
+            (pipeline, start_error, 0)
+        } else {
+            (
+                self.pipeline.clone(),
+                self.start_error.clone(),
+                self.reported_reconnects.load(Ordering::Relaxed),
+            )
+        };
+        Camera {
+            id: config.id.clone(),
+            name: config.name.clone(),
+            feed: self.feed.clone(),
+            audio_feed: self.audio_feed.clone(),
+            transcoding: self.transcoding.clone(),
+            config: config.clone(),
+            pipeline,
+            start_error,
+            reported_reconnects: AtomicU64::new(reported),
         }
     }
 
@@ -149,15 +171,49 @@ impl Camera {
     }
 
     /// Copies the pipeline's state into the camera's metrics.
-    pub fn export_metrics(&self, reported_reconnects: &mut u64) {
+    pub fn export_metrics(&self) {
         let metrics = self.feed.metrics();
         metrics.up.set(i64::from(self.is_up()));
         if let Some(pipeline) = &self.pipeline {
             let reconnects = pipeline.reconnects();
+            let reported = self.reported_reconnects.swap(reconnects, Ordering::Relaxed);
             metrics
                 .reconnects
-                .inc_by(reconnects.saturating_sub(*reported_reconnects));
-            *reported_reconnects = reconnects;
+                .inc_by(reconnects.saturating_sub(reported));
+        }
+    }
+}
+
+/// Builds and starts a camera's pipeline into its feeds; on failure, why (logged).
+fn start_pipeline(
+    config: &CameraConfig,
+    feed: &Arc<CameraFeed>,
+    audio_feed: &Arc<CameraFeed>,
+) -> (Option<Arc<CameraPipeline>>, Option<String>) {
+    let started = CameraSource::parse(&config.source)
+        .map_err(|e| e.to_string())
+        .and_then(|source| {
+            let options = CameraOptions {
+                stall_timeout: Duration::from_secs(config.stall_seconds),
+            };
+            CameraPipeline::start_with_audio(
+                &config.id,
+                source,
+                feed.clone(),
+                Some(audio_feed.clone()),
+                options,
+            )
+            .map_err(|e| e.to_string())
+        });
+    match started {
+        Ok(pipeline) => {
+            let pipeline = Arc::new(pipeline);
+            feed.set_keyframe_source(pipeline.clone());
+            (Some(pipeline), None)
+        }
+        Err(e) => {
+            tracing::error!(camera = %config.id, error = %e, "camera pipeline did not start");
+            (None, Some(e))
         }
     }
 }

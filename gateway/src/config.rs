@@ -22,7 +22,7 @@ const MAX_CAMERAS: usize = 256;
 const MAX_CAMERA_ID_LEN: usize = 64;
 
 /// The whole configuration.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Config {
     /// Where the daemon keeps its state (self-signed TLS material, later recordings and audit log).
@@ -47,6 +47,9 @@ pub struct Config {
     /// Where and how recordings are kept.
     #[serde(default)]
     pub recording: RecordingConfig,
+    /// What the daemon logs.
+    #[serde(default)]
+    pub log: LogConfig,
     /// The cameras this box ingests.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
@@ -54,7 +57,7 @@ pub struct Config {
 
 /// `[auth]`: tokens issued by the city's or hospital's identity provider (besides the gateway's
 /// own), and local users who sign in on the login page.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// The provider's public keys (a JWK set: ES256 P-256, RS256, EdDSA Ed25519; each with `kid`).
@@ -103,7 +106,7 @@ impl Default for AuthConfig {
 }
 
 /// `[limits]`: caps that keep one client, or many, from exhausting the box.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsConfig {
     /// Viewer sessions open at once, all cameras together.
@@ -147,7 +150,7 @@ impl Default for LimitsConfig {
 }
 
 /// `[audit]`: the audit log (`<state_dir>/audit/`).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuditConfig {
     /// Size in bytes past which the live file is rotated (renamed, kept read-only) and a new one
@@ -171,7 +174,7 @@ impl Default for AuditConfig {
 }
 
 /// `[recording]`: where recorded segments go, and the free space recording keeps on that disk.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordingConfig {
     /// The recordings' directory (absent: `<state_dir>/recordings`).
@@ -204,8 +207,61 @@ impl Default for RecordingConfig {
     }
 }
 
+/// `[log]`: what the daemon logs (on stderr, or the journal under systemd).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info` (default), `debug` or `trace`, or per-module directives in
+    /// `tracing-subscriber`'s `EnvFilter` syntax (`info,straja_gateway::recording=debug`).
+    /// Changed by a reload; `$STRAJA_LOG`, when set, overrides it.
+    #[serde(default = "LogConfig::default_level")]
+    pub level: String,
+}
+
+impl LogConfig {
+    fn default_level() -> String {
+        "info".to_owned()
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: Self::default_level(),
+        }
+    }
+}
+
+/// Checks a `log.level`: comma-separated directives, each a level (`error`, `warn`, `info`,
+/// `debug`, `trace`, `off`) or `TARGET=LEVEL`. Stricter than `EnvFilter`, which takes a bare word
+/// as a target, so that a misspelt level (`deubg`) is an error rather than logging turned off.
+fn validate_log_level(level: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["error", "warn", "info", "debug", "trace", "off"];
+    let expected = "use error, warn, info, debug, trace or off, or TARGET=LEVEL directives \
+                    separated by commas";
+    if level.trim().is_empty() {
+        return Err(format!("empty; {expected}"));
+    }
+    for directive in level.split(',').map(str::trim) {
+        let named = match directive.rsplit_once('=') {
+            Some((target, named)) if !target.is_empty() => named,
+            _ => directive,
+        };
+        if !LEVELS.contains(&named.to_ascii_lowercase().as_str()) {
+            return Err(format!("'{directive}' names no level; {expected}"));
+        }
+    }
+    tracing_subscriber::EnvFilter::builder()
+        .parse(level)
+        .map(|_| ())
+        .map_err(|e| format!("{e}; {expected}"))
+}
+
+/// Longest `log.level` accepted.
+const MAX_LOG_LEVEL_LEN: usize = 1024;
+
 /// `[http]`: the HTTPS listener.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HttpConfig {
     /// Address and port to listen on.
@@ -224,7 +280,7 @@ pub struct HttpConfig {
 }
 
 /// `[metrics]`: the Prometheus listener (plain HTTP, meant for loopback or a management network).
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MetricsConfig {
     /// Address and port to listen on.
@@ -240,7 +296,7 @@ impl Default for MetricsConfig {
 }
 
 /// `[webrtc]`: media transport for every session.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WebrtcConfig {
     /// The UDP address all sessions share. A wildcard address (`0.0.0.0`, `::`) binds the same
@@ -262,7 +318,7 @@ impl Default for WebrtcConfig {
 }
 
 /// `[[cameras]]`: one camera.
-#[derive(Clone, Deserialize)]
+#[derive(Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CameraConfig {
     /// `[a-z0-9-]`, unique; used in URLs and metric labels.
@@ -526,6 +582,14 @@ impl Config {
                     crate::audit::MIN_ROTATE_BYTES
                 ),
             );
+        }
+        if self.log.level.len() > MAX_LOG_LEVEL_LEN {
+            problem(
+                "log.level".into(),
+                format!("longer than {MAX_LOG_LEVEL_LEN} characters"),
+            );
+        } else if let Err(reason) = validate_log_level(&self.log.level) {
+            problem("log.level".into(), reason);
         }
         if self.cameras.len() > MAX_CAMERAS {
             problem(
@@ -844,6 +908,29 @@ jwks_file = "/etc/straja/idp.jwks"
         assert!(validate_camera_id("-a").is_err());
         assert!(validate_camera_id("a/b").is_err());
         assert!(validate_camera_id(&"a".repeat(65)).is_err());
+    }
+
+    #[test]
+    fn log_level_has_a_default_and_is_checked_as_a_filter() {
+        assert_eq!(Config::parse(MINIMAL).unwrap().log.level, "info");
+        for level in ["debug", "warn,straja_gateway::recording=debug", "error"] {
+            let config = Config::parse(&format!("{MINIMAL}[log]\nlevel = \"{level}\"\n"));
+            assert_eq!(config.expect(level).log.level, level);
+        }
+        for bad in [
+            "info,[",
+            "loud=",
+            "info,x=verbose",
+            "deubg",
+            "",
+            "info,,debug",
+        ] {
+            let err = Config::parse(&format!("{MINIMAL}[log]\nlevel = \"{bad}\"\n")).unwrap_err();
+            assert_eq!(err.problems[0].field, "log.level", "{bad}: {err}");
+        }
+        let long = "a".repeat(2000);
+        let err = Config::parse(&format!("{MINIMAL}[log]\nlevel = \"{long}\"\n")).unwrap_err();
+        assert_eq!(err.problems[0].field, "log.level");
     }
 
     #[test]

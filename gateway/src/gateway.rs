@@ -3,9 +3,12 @@
 
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
+
 use crate::audit::{AuditError, AuditEvent, AuditLog};
 use crate::auth::TokenAuthority;
 use crate::auth::local_login::LocalLogin;
+use crate::camera_set::CameraSet;
 use crate::cameras::Camera;
 use crate::config::Config;
 use crate::metrics::Metrics;
@@ -16,10 +19,10 @@ use crate::webrtc::WebrtcEngine;
 
 /// Everything the control plane shares.
 pub struct Gateway {
-    /// The configuration in force.
-    pub config: Config,
+    /// The configuration in force (a reload replaces it).
+    pub config: ArcSwap<Config>,
     /// The configured cameras, in config order.
-    pub cameras: Vec<Camera>,
+    pub cameras: CameraSet,
     /// Open viewer sessions.
     pub sessions: Sessions,
     /// The WebRTC side.
@@ -40,8 +43,13 @@ pub struct Gateway {
 
 impl Gateway {
     /// The camera with this id.
-    pub fn camera(&self, id: &str) -> Option<&Camera> {
-        self.cameras.iter().find(|c| c.id == id)
+    pub fn camera(&self, id: &str) -> Option<Arc<Camera>> {
+        self.cameras.get(id)
+    }
+
+    /// The configuration in force now.
+    pub fn config(&self) -> Arc<Config> {
+        self.config.load_full()
     }
 
     /// Appends an audit record and waits until it is on disk.

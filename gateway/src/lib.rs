@@ -8,6 +8,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod camera_set;
 pub mod cameras;
 pub mod config;
 pub mod gateway;
@@ -18,6 +19,7 @@ pub mod key_file;
 pub mod metrics;
 pub mod metrics_server;
 pub mod recording;
+pub mod reload;
 pub mod server;
 pub mod service_notify;
 pub mod sessions;

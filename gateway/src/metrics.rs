@@ -71,6 +71,11 @@ pub struct Metrics {
     /// `straja_snapshots_total{camera,outcome}`: snapshot requests by outcome (`served`,
     /// `cached`, `unavailable`, `failed`).
     pub snapshots: IntCounterVec,
+    /// `straja_config_reloads_total{outcome}`: configuration reloads (SIGHUP), `applied` or
+    /// `rejected` (invalid: the configuration in force stayed).
+    pub config_reloads: IntCounterVec,
+    /// `straja_config_last_reload_successful`: 0 after a rejected reload, until one is applied.
+    pub config_last_reload_successful: IntGauge,
 }
 
 impl Metrics {
@@ -245,9 +250,20 @@ impl Metrics {
                  JPEG again), unavailable (no live keyframe), failed (could not decode).",
                 &["camera", "outcome"],
             ),
+            config_reloads: counter(
+                "straja_config_reloads_total",
+                "Configuration reloads (SIGHUP), by outcome: applied, or rejected (invalid, so \
+                 the configuration in force stayed).",
+                &["outcome"],
+            ),
+            config_last_reload_successful: IntGauge::new(
+                "straja_config_last_reload_successful",
+                "0 after a configuration reload was rejected, until one is applied; else 1.",
+            )
+            .expect("valid metric"),
             registry,
         };
-        let families: [Box<dyn prometheus::core::Collector>; 28] = [
+        let families: [Box<dyn prometheus::core::Collector>; 30] = [
             Box::new(build_info),
             Box::new(metrics.camera_up.clone()),
             Box::new(metrics.ingest_packets.clone()),
@@ -276,6 +292,8 @@ impl Metrics {
             Box::new(metrics.recording_disk_free_bytes.clone()),
             Box::new(metrics.snapshots.clone()),
             Box::new(metrics.transcoders_running.clone()),
+            Box::new(metrics.config_reloads.clone()),
+            Box::new(metrics.config_last_reload_successful.clone()),
         ];
         for family in families {
             metrics
@@ -285,6 +303,10 @@ impl Metrics {
         }
         // Sessions of every kind are exported from the start, at 0.
         metrics.webrtc_sessions.with_label_values(&["whep"]).set(0);
+        for outcome in ["applied", "rejected"] {
+            metrics.config_reloads.with_label_values(&[outcome]);
+        }
+        metrics.config_last_reload_successful.set(1);
         for outcome in ["success", "failure", "throttled"] {
             metrics.logins.with_label_values(&[outcome]);
         }
@@ -315,6 +337,46 @@ impl Metrics {
             keyframe_requests: self.keyframe_requests.with_label_values(l),
             gop_cache_bytes: self.gop_cache_bytes.with_label_values(l),
             gop_cache_replays: self.gop_cache_replays.with_label_values(l),
+        }
+    }
+
+    /// Removes a camera's live series (a camera removed by a reload), so that dashboards and
+    /// alerts stop seeing it. Its recordings' series (`straja_recording_stored_bytes`,
+    /// `straja_recording_deleted_segments_total`) stay while its segments are on disk.
+    pub fn forget_camera(&self, camera: &str) {
+        let l = &[camera];
+        let _ = self.camera_up.remove_label_values(l);
+        for family in [
+            &self.ingest_packets,
+            &self.ingest_bytes,
+            &self.camera_reconnects,
+            &self.egress_packets,
+            &self.egress_bytes,
+            &self.egress_dropped,
+            &self.keyframe_requests,
+            &self.gop_cache_replays,
+            &self.recording_segments,
+            &self.recording_written_bytes,
+            &self.recording_dropped,
+        ] {
+            let _ = family.remove_label_values(l);
+        }
+        for family in [
+            &self.gop_cache_bytes,
+            &self.recording_up,
+            &self.transcoders_running,
+        ] {
+            let _ = family.remove_label_values(l);
+        }
+        for reason in ["disk_full", "write_error", "muxer_error"] {
+            let _ = self
+                .recording_failures
+                .remove_label_values(&[camera, reason]);
+        }
+        for outcome in crate::snapshots::SnapshotOutcome::ALL {
+            let _ = self
+                .snapshots
+                .remove_label_values(&[camera, outcome.as_str()]);
         }
     }
 

@@ -108,10 +108,10 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     let https_addr = https_listener.local_addr()?;
     let metrics_server = MetricsServer::start(config.metrics.listen, metrics.clone()).await?;
 
-    let cameras: Vec<Camera> = config
+    let cameras: Vec<Arc<Camera>> = config
         .cameras
         .iter()
-        .map(|c| Camera::start(c, &metrics))
+        .map(|c| Arc::new(Camera::start(c, &metrics)))
         .collect();
     let sessions = Sessions::new(
         config.limits.max_sessions,
@@ -125,8 +125,8 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         recordings,
         login,
         snapshots,
-        config,
-        cameras,
+        config: arc_swap::ArcSwap::from_pointee(config),
+        cameras: crate::camera_set::CameraSet::new(cameras),
         sessions,
         webrtc,
         metrics,
@@ -148,16 +148,14 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     let exporter = {
         let gateway = Arc::downgrade(&gateway);
         tokio::spawn(async move {
-            let mut reported = Vec::new();
             let mut tick = tokio::time::interval(STATE_EXPORT_INTERVAL);
             loop {
                 tick.tick().await;
                 let Some(gateway) = gateway.upgrade() else {
                     return;
                 };
-                reported.resize(gateway.cameras.len(), 0);
-                for (camera, reported) in gateway.cameras.iter().zip(reported.iter_mut()) {
-                    camera.export_metrics(reported);
+                for camera in gateway.cameras.all().iter() {
+                    camera.export_metrics();
                 }
                 // Also forgets sign-ins that ended by inactivity.
                 gateway
@@ -224,7 +222,7 @@ async fn watch_tls_files(gateway: std::sync::Weak<Gateway>, tls: RustlsConfig) {
         let Some(gateway) = gateway.upgrade() else {
             return;
         };
-        let modified = crate::tls::files_modified(&gateway.config.http);
+        let modified = crate::tls::files_modified(&gateway.config().http);
         if last.is_some() && modified.is_some() && modified != last {
             tracing::info!("TLS files changed");
             let _ = reload(&gateway, &tls, "file change");
@@ -237,7 +235,8 @@ async fn watch_tls_files(gateway: std::sync::Weak<Gateway>, tls: RustlsConfig) {
 
 /// Reloads the TLS material and records it (`config.reload` on `tls`) with its `cause`.
 fn reload(gateway: &Gateway, tls: &RustlsConfig, cause: &str) -> Result<(), crate::tls::TlsError> {
-    let result = match crate::tls::server_config(&gateway.config.http, &gateway.config.state_dir) {
+    let config = gateway.config();
+    let result = match crate::tls::server_config(&config.http, &config.state_dir) {
         Ok(config) => {
             tls.reload_from_config(config);
             tracing::info!("TLS certificate and key reloaded");
@@ -287,6 +286,18 @@ impl RunningGateway {
         reload(&self.gateway, &self.tls, "SIGHUP")
     }
 
+    /// Reloads the configuration (SIGHUP): `new` is the configuration file read again. Invalid,
+    /// or with unusable TLS material, it is rejected and the running configuration stays;
+    /// otherwise cameras are added, changed and removed without touching the others, and TLS
+    /// material, CORS origins and session caps are applied ([`crate::reload`]). Logged, counted
+    /// and on record either way.
+    pub async fn reload(
+        &self,
+        new: Result<Config, crate::config::ConfigError>,
+    ) -> Result<crate::reload::ReloadReport, crate::reload::ReloadError> {
+        crate::reload::reload(&self.gateway, &self.tls, new).await
+    }
+
     /// Stops accepting, closes every session, stops the pipelines (NULL state) and the listeners.
     pub async fn shutdown(self) {
         tracing::info!("shutting down");
@@ -302,7 +313,7 @@ impl RunningGateway {
         let _ = tokio::task::spawn_blocking(move || {
             // Recorders first, while their cameras still deliver: each ends its segment cleanly.
             gateway.recordings.stop();
-            for camera in &gateway.cameras {
+            for camera in gateway.cameras.all().iter() {
                 camera.stop();
             }
         })

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rand::RngCore;
 
@@ -19,11 +20,12 @@ struct Entry {
     _close: Closer,
 }
 
-/// Open sessions, within caps: at most `max_total`, and `max_per_camera` on any one camera.
+/// Open sessions, within caps: at most `max_total`, and `max_per_camera` on any one camera (a
+/// reload may change them: sessions already open stay).
 pub struct Sessions {
     entries: Mutex<HashMap<String, Entry>>,
-    max_total: usize,
-    max_per_camera: usize,
+    max_total: AtomicUsize,
+    max_per_camera: AtomicUsize,
 }
 
 /// A fresh session id: 32 hex characters from the OS-seeded CSPRNG.
@@ -38,9 +40,15 @@ impl Sessions {
     pub fn new(max_total: usize, max_per_camera: usize) -> Sessions {
         Sessions {
             entries: Mutex::default(),
-            max_total,
-            max_per_camera,
+            max_total: AtomicUsize::new(max_total),
+            max_per_camera: AtomicUsize::new(max_per_camera),
         }
+    }
+
+    /// Changes the caps for sessions opened from now on.
+    pub fn set_caps(&self, max_total: usize, max_per_camera: usize) {
+        self.max_total.store(max_total, Ordering::Relaxed);
+        self.max_per_camera.store(max_per_camera, Ordering::Relaxed);
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Entry>> {
@@ -48,8 +56,9 @@ impl Sessions {
     }
 
     fn room_in(&self, entries: &HashMap<String, Entry>, camera: &str) -> bool {
-        entries.len() < self.max_total
-            && entries.values().filter(|e| e.camera == camera).count() < self.max_per_camera
+        entries.len() < self.max_total.load(Ordering::Relaxed)
+            && entries.values().filter(|e| e.camera == camera).count()
+                < self.max_per_camera.load(Ordering::Relaxed)
     }
 
     /// Records a running session; `false` (and the session is closed) when a cap is reached.
@@ -101,6 +110,22 @@ impl Sessions {
         drop(entries); // outside the lock
     }
 
+    /// Ends every session on `camera` (a camera removed by a reload); returns how many.
+    pub fn close_camera(&self, camera: &str) -> usize {
+        let closed: Vec<Entry> = {
+            let mut entries = self.lock();
+            let ids: Vec<String> = entries
+                .iter()
+                .filter(|(_, e)| e.camera == camera)
+                .map(|(id, _)| id.clone())
+                .collect();
+            ids.iter().filter_map(|id| entries.remove(id)).collect()
+        };
+        let count = closed.len();
+        drop(closed); // outside the lock
+        count
+    }
+
     /// Sessions open now.
     pub fn len(&self) -> usize {
         self.lock().len()
@@ -135,6 +160,33 @@ mod tests {
         assert!(!open("e", "lobby"), "total cap");
         assert!(sessions.close("a", None));
         assert!(sessions.has_room("gate"));
+        sessions.set_caps(3, 1);
+        assert!(
+            !sessions.has_room("gate"),
+            "a lowered cap holds for new sessions"
+        );
+        assert_eq!(sessions.len(), 2, "sessions already open stay");
+    }
+
+    #[test]
+    fn closing_a_camera_ends_only_its_sessions() {
+        let sessions = Sessions::new(10, 10);
+        let (gate_tx, mut gate_rx) = tokio::sync::oneshot::channel::<()>();
+        let (yard_tx, mut yard_rx) = tokio::sync::oneshot::channel::<()>();
+        assert!(sessions.insert("g1".into(), "ana", "gate", Box::new(gate_tx)));
+        assert!(sessions.insert("g2".into(), "bob", "gate", Box::new(())));
+        assert!(sessions.insert("y1".into(), "ana", "yard", Box::new(yard_tx)));
+        assert_eq!(sessions.close_camera("gate"), 2);
+        assert!(matches!(
+            gate_rx.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Closed)
+        ));
+        assert!(matches!(
+            yard_rx.try_recv(),
+            Err(tokio::sync::oneshot::error::TryRecvError::Empty)
+        ));
+        assert_eq!(sessions.len(), 1);
+        assert_eq!(sessions.close_camera("gate"), 0);
     }
 
     #[test]

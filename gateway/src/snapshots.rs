@@ -116,7 +116,10 @@ struct CameraSnapshots {
 
 /// Every camera's snapshots.
 pub struct Snapshots {
-    cameras: HashMap<String, CameraSnapshots>,
+    /// By camera id (a reload adds and removes cameras).
+    cameras: std::sync::RwLock<HashMap<String, Arc<CameraSnapshots>>>,
+    /// `straja_snapshots_total`.
+    counters: prometheus::IntCounterVec,
     decodes: Arc<Semaphore>,
     quality: JpegQuality,
 }
@@ -124,28 +127,54 @@ pub struct Snapshots {
 impl Snapshots {
     /// Snapshot state for each of `cameras` (ids from the config), its series exported at 0.
     pub fn new<'a>(cameras: impl IntoIterator<Item = &'a str>, metrics: &Metrics) -> Snapshots {
-        let cameras = cameras
-            .into_iter()
-            .map(|id| {
-                let counters = SnapshotOutcome::ALL
-                    .map(|outcome| metrics.snapshots.with_label_values(&[id, outcome.as_str()]));
-                let state = CameraSnapshots {
-                    last: Mutex::new(None),
-                    counters,
-                };
-                (id.to_owned(), state)
-            })
-            .collect();
-        Snapshots {
-            cameras,
+        let snapshots = Snapshots {
+            cameras: std::sync::RwLock::new(HashMap::new()),
+            counters: metrics.snapshots.clone(),
             decodes: Arc::new(Semaphore::new(MAX_DECODES)),
             quality: JpegQuality::DEFAULT,
+        };
+        for id in cameras {
+            snapshots.add_camera(id);
         }
+        snapshots
+    }
+
+    /// Snapshot state for a camera (added by a reload), its series exported at 0; a camera
+    /// already known keeps its state.
+    pub fn add_camera(&self, id: &str) {
+        let counters = SnapshotOutcome::ALL
+            .map(|outcome| self.counters.with_label_values(&[id, outcome.as_str()]));
+        self.cameras
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(id.to_owned())
+            .or_insert_with(|| {
+                Arc::new(CameraSnapshots {
+                    last: Mutex::new(None),
+                    counters,
+                })
+            });
+    }
+
+    /// Forgets a camera removed by a reload.
+    pub fn remove_camera(&self, id: &str) {
+        self.cameras
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(id);
+    }
+
+    fn camera(&self, id: &str) -> Option<Arc<CameraSnapshots>> {
+        self.cameras
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(id)
+            .cloned()
     }
 
     /// Counts a request's outcome for `camera`.
     pub fn count(&self, camera: &str, outcome: SnapshotOutcome) {
-        if let Some(state) = self.cameras.get(camera) {
+        if let Some(state) = self.camera(camera) {
             let index = SnapshotOutcome::ALL
                 .iter()
                 .position(|o| *o == outcome)
@@ -157,10 +186,7 @@ impl Snapshots {
     /// The camera's latest picture: its latest keyframe, decoded (or taken from the last decode
     /// when the keyframe is the same).
     pub async fn latest(&self, feed: &Arc<CameraFeed>) -> Result<Served, SnapshotError> {
-        let state = self
-            .cameras
-            .get(feed.id())
-            .ok_or(SnapshotError::UnknownCamera)?;
+        let state = self.camera(feed.id()).ok_or(SnapshotError::UnknownCamera)?;
         let mut last = tokio::time::timeout(TURN_WAIT, state.last.lock())
             .await
             .map_err(|_| SnapshotError::Busy)?;

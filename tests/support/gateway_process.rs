@@ -28,6 +28,8 @@ pub struct ProcessOptions {
     /// Runs it with `PR_SET_MDWE` (no memory both writable and executable, as
     /// `MemoryDenyWriteExecute=yes` would), inherited across exec.
     pub deny_write_execute: bool,
+    /// Leaves `STRAJA_LOG` unset, so that the configuration's `log.level` applies.
+    pub log_level_from_config: bool,
 }
 
 /// A running gateway process.
@@ -97,6 +99,13 @@ impl GatewayProcess {
     /// What it has written to stderr so far (with [`ProcessOptions::capture_stderr`]).
     pub fn stderr_log(&self) -> String {
         std::fs::read_to_string(self._dir.path().join("stderr.log")).unwrap_or_default()
+    }
+
+    /// Sends it SIGHUP (as `systemctl reload` does).
+    pub fn hang_up(&self) {
+        let _ = Command::new("kill")
+            .args(["-HUP", &self.child.id().to_string()])
+            .status();
     }
 
     /// Sends it SIGTERM (as `systemctl stop` does).
@@ -221,6 +230,9 @@ fn spawn(
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    if options.log_level_from_config {
+        command.env_remove("STRAJA_LOG");
+    }
     if options.capture_stderr {
         let path = dir.join("stderr.log");
         let file = std::fs::OpenOptions::new()

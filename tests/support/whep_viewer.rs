@@ -58,6 +58,11 @@ pub struct Reception {
     pub audio_codec: Option<String>,
     /// RTP timestamps of the first audio packets (up to [`KEPT_FRAME_TIMESTAMPS`]).
     pub audio_timestamps: Vec<u32>,
+    /// When the last complete frame arrived.
+    pub last_frame_at: Option<Instant>,
+    /// The longest time between two complete frames since the first, or since
+    /// [`WhepViewer::restart_gap_measurement`].
+    pub longest_frame_gap: Duration,
     last_audio_sequence: Option<u16>,
     current_timestamp: Option<u32>,
     current_has_keyframe: bool,
@@ -107,6 +112,11 @@ impl Reception {
             } else {
                 self.complete_frames += 1;
                 self.keyframes += u64::from(self.current_has_keyframe);
+                let now = Instant::now();
+                if let Some(last) = self.last_frame_at {
+                    self.longest_frame_gap = self.longest_frame_gap.max(now - last);
+                }
+                self.last_frame_at = Some(now);
                 if self.frame_timestamps.len() < KEPT_FRAME_TIMESTAMPS {
                     self.frame_timestamps.push(timestamp);
                 }
@@ -388,6 +398,13 @@ impl WhepViewer {
         self.reception.lock().unwrap().clone()
     }
 
+    /// Measures [`Reception::longest_frame_gap`] afresh from now on (the gap from the last frame
+    /// before now to the next one counts).
+    pub fn restart_gap_measurement(&self) {
+        let mut reception = self.reception.lock().unwrap();
+        reception.longest_frame_gap = Duration::ZERO;
+    }
+
     /// Waits (bounded) until `complete_frames >= frames`; returns the snapshot either way.
     pub async fn wait_for_frames(&self, frames: u64, timeout: Duration) -> Reception {
         let deadline = Instant::now() + timeout;
@@ -416,6 +433,19 @@ impl WhepViewer {
             })])
             .await
             .expect("PLI sent");
+    }
+
+    /// The state of the viewer's DTLS transport (`connected`, then `closed` once the gateway has
+    /// sent its close_notify; the connection state stays `connected` by the W3C rules).
+    pub async fn dtls_state(&self) -> Option<String> {
+        for receiver in self.peer.get_receivers().await {
+            if let Ok(Some(transport)) = receiver.transport().await
+                && let Ok(state) = transport.state().await
+            {
+                return Some(state.to_string());
+            }
+        }
+        None
     }
 
     /// Closes the viewer's peer connection (without telling the gateway).

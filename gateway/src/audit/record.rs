@@ -42,9 +42,10 @@ pub enum Action {
     /// A local user's password was set.
     #[serde(rename = "user.passwd")]
     UserPasswd,
-    /// Configuration was reloaded by the gateway itself (actor `system`): resource `tls` for the
-    /// TLS certificate, key and client CAs (on SIGHUP or a change to their files); `denied` when
-    /// the reload failed and the material in force stays.
+    /// Configuration was reloaded by the gateway itself (actor `system`): resource `config` for
+    /// the configuration file (SIGHUP; the reason says what changed, or why it was rejected),
+    /// `tls` for the TLS certificate, key and client CAs (a change to their files); `denied`
+    /// when the reload failed and what was in force stays.
     #[serde(rename = "config.reload")]
     ConfigReload,
     /// A recorded segment was played back (its first bytes fetched: a player's later range

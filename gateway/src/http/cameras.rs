@@ -17,6 +17,7 @@ pub async fn list(
     Json(
         gateway
             .cameras
+            .all()
             .iter()
             .filter(|c| claims.role == Role::Ops || claims.may_view(&c.id))
             .map(|c| {

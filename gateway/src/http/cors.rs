@@ -34,6 +34,7 @@ fn allowed_origin<'a>(gateway: &Gateway, headers: &'a HeaderMap) -> Option<&'a H
     let text = origin.to_str().ok()?;
     gateway
         .config
+        .load()
         .http
         .cors_origins
         .iter()

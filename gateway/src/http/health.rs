@@ -18,6 +18,7 @@ pub async fn healthz() -> Json<Value> {
 pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> (StatusCode, Json<Value>) {
     let not_ready: Vec<Value> = gateway
         .cameras
+        .all()
         .iter()
         .filter(|c| !c.is_up())
         .map(|c| match c.start_error() {

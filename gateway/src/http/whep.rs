@@ -171,6 +171,15 @@ pub async fn offer(
     ) {
         return Err(at_capacity());
     }
+    // A reload may have removed the camera while the session was set up (after its viewers were
+    // closed): this one would watch a stopped feed.
+    if gateway
+        .camera(&camera.id)
+        .is_none_or(|now| !Arc::ptr_eq(&now.feed, &camera.feed))
+    {
+        gateway.sessions.close(&session_id, None);
+        return Err(ApiError::not_found("no camera with this id"));
+    }
     gateway.export_session_count();
     gateway
         .metrics

@@ -7,7 +7,7 @@
 //! ([`CameraFeed::attach`]), so the fan-out costs one enqueue per shard, not per viewer.
 
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -69,7 +69,8 @@ pub struct CameraFeed {
     id: Arc<str>,
     subscribers: ArcSwap<Vec<Arc<Subscriber>>>,
     next_subscriber: AtomicU64,
-    keyframe_source: OnceLock<Arc<dyn KeyframeSource>>,
+    /// The camera's pipeline (replaced when a reload restarts it).
+    keyframe_source: RwLock<Option<Arc<dyn KeyframeSource>>>,
     created: Instant,
     /// Milliseconds since `created` of the last keyframe request sent upstream, plus one (0: never).
     last_keyframe_request: AtomicU64,
@@ -115,7 +116,7 @@ impl CameraFeed {
             id: Arc::from(id),
             subscribers: ArcSwap::from_pointee(Vec::new()),
             next_subscriber: AtomicU64::new(0),
-            keyframe_source: OnceLock::new(),
+            keyframe_source: RwLock::new(None),
             created: Instant::now(),
             last_keyframe_request: AtomicU64::new(0),
             last_keyframe: AtomicU64::new(0),
@@ -159,9 +160,18 @@ impl CameraFeed {
         &self.metrics
     }
 
-    /// Connects the feed to what can produce keyframes (the camera's pipeline). Set once.
+    /// Connects the feed to what can produce keyframes (the camera's pipeline), in place of the
+    /// one before (a pipeline restarted by a reload).
     pub fn set_keyframe_source(&self, source: Arc<dyn KeyframeSource>) {
-        let _ = self.keyframe_source.set(source);
+        *self
+            .keyframe_source
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = Some(source);
+    }
+
+    /// Changes the bound on the cached GOP (a reload).
+    pub fn set_gop_cache_bytes(&self, bytes: usize) {
+        self.gop.set_max_bytes(bytes);
     }
 
     /// Number of sinks now (viewer queues and egress shards).
@@ -221,7 +231,12 @@ impl CameraFeed {
     /// Asks the camera for a keyframe. Requests made while one is outstanding (sent less than
     /// [`KEYFRAME_REQUEST_INTERVAL`] ago, no keyframe seen since) are merged into it.
     pub fn request_keyframe(&self) {
-        let Some(source) = self.keyframe_source.get() else {
+        let Some(source) = self
+            .keyframe_source
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+        else {
             return;
         };
         let now = self.now_ms();

@@ -12,6 +12,7 @@
 //! the packet handles), so no lock is shared across viewers on the packet path.
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use straja_pipelines::VideoCodec;
 
@@ -28,7 +29,8 @@ pub const MAX_GOP_SILENCE: Duration = Duration::from_secs(2);
 
 /// One camera's cached GOP.
 pub struct GopCache {
-    max_bytes: usize,
+    /// The bound (changed by a configuration reload).
+    max_bytes: AtomicUsize,
     state: Mutex<GopState>,
 }
 
@@ -54,14 +56,28 @@ impl GopCache {
     /// A cache holding at most `max_bytes` of RTP packets; 0 turns it off.
     pub fn new(max_bytes: usize) -> GopCache {
         GopCache {
-            max_bytes,
+            max_bytes: AtomicUsize::new(max_bytes),
             state: Mutex::new(GopState::default()),
         }
     }
 
     /// True when the cache keeps anything at all.
     pub fn enabled(&self) -> bool {
-        self.max_bytes > 0
+        self.max_bytes() > 0
+    }
+
+    fn max_bytes(&self) -> usize {
+        self.max_bytes.load(Ordering::Relaxed)
+    }
+
+    /// Changes the bound; a GOP held now that is over it is dropped (the next keyframe starts a
+    /// new one).
+    pub fn set_max_bytes(&self, max_bytes: usize) {
+        self.max_bytes.store(max_bytes, Ordering::Relaxed);
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.bytes > max_bytes || max_bytes == 0 {
+            state.clear();
+        }
     }
 
     /// Appends a packet from the camera (in arrival order).
@@ -93,7 +109,7 @@ impl GopCache {
             state.clear();
             return update;
         }
-        if state.bytes + packet.data.len() > self.max_bytes {
+        if state.bytes + packet.data.len() > self.max_bytes() {
             state.clear();
             update.overflowed = true;
             return update;

@@ -21,7 +21,7 @@ pub mod segment_file;
 pub mod wall_time;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 pub use recorder::{Recorder, RecorderSettings, RecorderState};
@@ -30,7 +30,8 @@ pub use segment_catalogue::{PartFiles, SegmentCatalogue, SegmentInfo};
 pub use wall_time::now_ms;
 
 use crate::cameras::Camera;
-use crate::config::Config;
+use crate::config::{CameraConfig, Config};
+use crate::hub::CameraFeed;
 use crate::metrics::Metrics;
 use retention::RetentionPolicy;
 
@@ -60,14 +61,16 @@ pub enum RecordingError {
 }
 
 /// The daemon's recordings: the key, the catalogue, a recorder per recorded camera, and each
-/// camera's retention policy.
+/// camera's retention policy. A reload adds, changes and removes cameras' recorders.
 pub struct Recordings {
     /// The key segments are sealed under.
     pub key: Arc<RecordingKey>,
     /// Which segments exist.
     pub catalogue: Arc<SegmentCatalogue>,
-    recorders: Vec<(String, Recorder)>,
-    policies: Vec<(String, RetentionPolicy)>,
+    /// Recording pauses below this much free space (`[recording] min_free_bytes`).
+    min_free_bytes: u64,
+    recorders: Mutex<Vec<(RecorderSettings, Arc<Recorder>)>>,
+    policies: Mutex<Vec<(String, RetentionPolicy)>>,
     metrics: Arc<Metrics>,
 }
 
@@ -76,7 +79,7 @@ impl Recordings {
     /// camera with `record = true`.
     pub fn start(
         config: &Config,
-        cameras: &[Camera],
+        cameras: &[Arc<Camera>],
         metrics: Arc<Metrics>,
     ) -> Result<Recordings, RecordingError> {
         let key = Arc::new(RecordingKey::load_or_create(&config.state_dir)?);
@@ -90,67 +93,116 @@ impl Recordings {
                 }
             })?,
         );
-        let mut recorders = Vec::new();
-        let mut policies = Vec::new();
-        for camera_config in &config.cameras {
-            policies.push((
-                camera_config.id.clone(),
-                RetentionPolicy {
-                    max_age: camera_config
-                        .record_retain_hours
-                        .map(|h| Duration::from_secs(h * 3600)),
-                    max_bytes: camera_config.record_max_bytes,
-                },
-            ));
-            metrics
-                .recording_stored_bytes
-                .with_label_values(&[&camera_config.id])
-                .set(catalogue.bytes(&camera_config.id) as i64);
-            if !camera_config.record {
-                continue;
-            }
-            let Some(camera) = cameras.iter().find(|c| c.id == camera_config.id) else {
-                continue;
-            };
-            let settings = RecorderSettings {
-                camera: camera_config.id.clone(),
-                segment: Duration::from_secs(camera_config.record_segment_seconds),
-                min_free_bytes: config.recording.min_free_bytes,
-            };
-            let recorder = Recorder::start(
-                &camera.feed,
-                settings,
-                key.clone(),
-                catalogue.clone(),
-                metrics.recording(&camera_config.id),
-            )
-            .map_err(|source| RecordingError::Thread {
-                camera: camera_config.id.clone(),
-                source,
-            })?;
-            recorders.push((camera_config.id.clone(), recorder));
-        }
-        Ok(Recordings {
+        let recordings = Recordings {
             key,
             catalogue,
-            recorders,
-            policies,
+            min_free_bytes: config.recording.min_free_bytes,
+            recorders: Mutex::new(Vec::new()),
+            policies: Mutex::new(Vec::new()),
             metrics,
-        })
+        };
+        for camera_config in &config.cameras {
+            if let Some(camera) = cameras.iter().find(|c| c.id == camera_config.id) {
+                recordings.configure(camera_config, &camera.feed)?;
+            }
+        }
+        Ok(recordings)
+    }
+
+    /// Applies a camera's recording settings: its retention policy, and a recorder started,
+    /// restarted (its segment ended cleanly first) or stopped as `record` and the segment length
+    /// say. Blocking when a recorder stops (a few seconds at most).
+    pub fn configure(
+        &self,
+        camera: &CameraConfig,
+        feed: &Arc<CameraFeed>,
+    ) -> Result<(), RecordingError> {
+        self.catalogue
+            .add_camera(&camera.id, &self.key)
+            .map_err(|source| RecordingError::Dir {
+                path: self.catalogue.camera_dir(&camera.id),
+                source,
+            })?;
+        let policy = RetentionPolicy {
+            max_age: camera
+                .record_retain_hours
+                .map(|h| Duration::from_secs(h * 3600)),
+            max_bytes: camera.record_max_bytes,
+        };
+        {
+            let mut policies = lock(&self.policies);
+            policies.retain(|(id, _)| *id != camera.id);
+            policies.push((camera.id.clone(), policy));
+        }
+        self.metrics
+            .recording_stored_bytes
+            .with_label_values(&[&camera.id])
+            .set(self.catalogue.bytes(&camera.id) as i64);
+        let wanted = camera.record.then(|| RecorderSettings {
+            camera: camera.id.clone(),
+            segment: Duration::from_secs(camera.record_segment_seconds),
+            min_free_bytes: self.min_free_bytes,
+        });
+        let running = lock(&self.recorders)
+            .iter()
+            .find(|(settings, _)| settings.camera == camera.id)
+            .map(|(settings, _)| settings.clone());
+        if running == wanted {
+            return Ok(());
+        }
+        if running.is_some() {
+            self.stop_recorder(&camera.id);
+        }
+        let Some(settings) = wanted else {
+            return Ok(());
+        };
+        let recorder = Recorder::start(
+            feed,
+            settings.clone(),
+            self.key.clone(),
+            self.catalogue.clone(),
+            self.metrics.recording(&camera.id),
+        )
+        .map_err(|source| RecordingError::Thread {
+            camera: camera.id.clone(),
+            source,
+        })?;
+        lock(&self.recorders).push((settings, Arc::new(recorder)));
+        Ok(())
+    }
+
+    /// Stops the recorder of a camera removed by a reload (its segment ends cleanly). Its segments
+    /// stay on disk, and its retention policy keeps applying to them while the daemon runs.
+    /// Blocking (a few seconds at most).
+    pub fn remove_camera(&self, camera: &str) {
+        self.stop_recorder(camera);
+    }
+
+    fn stop_recorder(&self, camera: &str) {
+        let recorder = {
+            let mut recorders = lock(&self.recorders);
+            let index = recorders.iter().position(|(s, _)| s.camera == camera);
+            index.map(|i| recorders.remove(i).1)
+        };
+        if let Some(recorder) = recorder {
+            recorder.stop();
+        }
     }
 
     /// What the camera's recorder is doing (`None`: the camera is not recorded).
     pub fn recorder_state(&self, camera: &str) -> Option<RecorderState> {
-        self.recorders
+        lock(&self.recorders)
             .iter()
-            .find(|(id, _)| id == camera)
+            .find(|(settings, _)| settings.camera == camera)
             .map(|(_, recorder)| recorder.state())
     }
 
     /// Deletes what every camera's retention policy says is due, and updates the stored-bytes
     /// gauges. Blocking (file deletions): run it off the async runtime.
     pub fn sweep(&self, now_ms: u64) {
-        for (camera, policy) in &self.policies {
+        let policies = lock(&self.policies).clone();
+        for (camera, policy) in &policies {
+            let camera = camera.as_str();
             let segments = self.catalogue.segments(camera);
             for (start_ms, reason) in retention::due_for_deletion(&segments, *policy, now_ms) {
                 let Some(segment) = segments.iter().find(|s| s.start_ms == start_ms) else {
@@ -180,10 +232,18 @@ impl Recordings {
 
     /// Ends every recorder's segment cleanly and stops them (blocking, a few seconds at most).
     pub fn stop(&self) {
-        for (_, recorder) in &self.recorders {
+        let recorders: Vec<Arc<Recorder>> = lock(&self.recorders)
+            .iter()
+            .map(|(_, r)| r.clone())
+            .collect();
+        for recorder in recorders {
             recorder.stop();
         }
     }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 /// How often retention runs.

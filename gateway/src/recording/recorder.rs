@@ -82,7 +82,7 @@ impl RecorderState {
 }
 
 /// How a camera is recorded.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecorderSettings {
     /// The camera.
     pub camera: String,

@@ -134,6 +134,17 @@ impl SegmentCatalogue {
         self.segments.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
+    /// Reads the segments of a camera added by a reload (recovering what a crash cut short, as at
+    /// start-up: its recorder has not started yet). A camera already known is left as it is.
+    pub fn add_camera(&self, camera: &str, key: &RecordingKey) -> io::Result<()> {
+        if self.lock().contains_key(camera) {
+            return Ok(());
+        }
+        let found = self.scan(camera, key, PartFiles::Recover)?;
+        self.lock().entry(camera.to_owned()).or_insert(found);
+        Ok(())
+    }
+
     /// The directory of a camera's segments.
     pub fn camera_dir(&self, camera: &str) -> PathBuf {
         self.root.join(camera)

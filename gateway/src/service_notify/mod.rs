@@ -10,6 +10,8 @@
 //!   has beaten its heartbeat within the interval ([`crate::heartbeat`]: each egress shard at every
 //!   turn, the async runtime from a timer task): a stalled media loop stops the pings and systemd
 //!   restarts the service ([`watchdog`]);
+//! - `RELOADING=1` when a configuration reload (SIGHUP) begins, and `READY=1` again, with the
+//!   outcome in `STATUS=`, when it is over (`systemctl reload` waits for it);
 //! - `STOPPING=1` when a graceful stop begins.
 //!
 //! The reports come from a thread of their own, not from the async runtime, so that a runtime that
@@ -167,6 +169,35 @@ impl ServiceNotify {
         });
     }
 
+    /// Sends `RELOADING=1`: a configuration reload begins (`sd_notify(3)`; with it the time, as
+    /// `MONOTONIC_USEC=`, that newer systemd versions ask for).
+    pub fn reloading(&self) {
+        if let Some(socket) = &self.socket {
+            let mut now = libc::timespec {
+                tv_sec: 0,
+                tv_nsec: 0,
+            };
+            // SAFETY: clock_gettime writes into the timespec it is given, nothing else.
+            unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut now) };
+            let usec = now.tv_sec as u64 * 1_000_000 + now.tv_nsec as u64 / 1000;
+            send(
+                socket,
+                &format!("RELOADING=1\nMONOTONIC_USEC={usec}\nSTATUS=Reloading the configuration"),
+            );
+        }
+    }
+
+    /// Sends `READY=1` again after a reload, with its outcome as the status line (the periodic
+    /// status lines then carry on).
+    pub fn reloaded(&self, outcome: &str) {
+        if let Some(socket) = &self.socket {
+            send(
+                socket,
+                &format!("READY=1\nSTATUS={}", status_value(outcome)),
+            );
+        }
+    }
+
     /// Stops the status updates and watchdog pings, then sends `STOPPING=1`: a graceful stop
     /// begins.
     pub fn stopping(&mut self) {
@@ -185,8 +216,9 @@ impl ServiceNotify {
 
 /// The status line now.
 fn current_status(gateway: &Gateway) -> String {
-    let up = gateway.cameras.iter().filter(|c| c.is_up()).count();
-    status_line(up, gateway.cameras.len(), gateway.sessions.len())
+    let cameras = gateway.cameras.all();
+    let up = cameras.iter().filter(|c| c.is_up()).count();
+    status_line(up, cameras.len(), gateway.sessions.len())
 }
 
 /// Sends `state`, logging a failure (a notification is never worth more than a log line).
