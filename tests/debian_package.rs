@@ -11,7 +11,8 @@
 //!   against the extracted tree as `dpkg --root` runs them (`DPKG_ROOT`), with the commands that
 //!   would reach the running system (`deb-systemd-helper`, `systemctl`, ...) replaced by stubs that
 //!   log their arguments: postinst makes the user, the directories and the configuration's
-//!   ownership, enables the unit and starts nothing; postrm purge keeps the recordings;
+//!   ownership, enables the unit only once the configuration is no longer the example, and
+//!   starts nothing; postrm purge keeps the recordings;
 //! - lintian reports no error.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -446,7 +447,7 @@ fn assert_nothing_started(calls: &[String]) {
 }
 
 #[test]
-fn postinst_makes_user_directories_and_config_ownership_and_enables_the_unit_without_starting_it() {
+fn postinst_makes_user_directories_and_config_ownership_and_enables_the_unit_once_configured() {
     let root = extracted();
     let root = root.path();
     let config = root.join("etc/straja/straja.toml");
@@ -488,16 +489,16 @@ fn postinst_makes_user_directories_and_config_ownership_and_enables_the_unit_wit
         "{calls:?}"
     );
     assert!(
-        calls.contains(&"deb-systemd-helper enable straja.service".to_owned()),
-        "{calls:?}"
+        !calls.contains(&"deb-systemd-helper enable straja.service".to_owned()),
+        "the example configuration would fail at boot, yet the unit was enabled: {calls:?}"
     );
     assert_nothing_started(&calls);
     assert!(
-        output.contains("enabled but not started") && output.contains("is still the example"),
+        output.contains("not enabled or started") && output.contains("is still the example"),
         "no note on the unconfigured service:\n{output}"
     );
 
-    // Configured, then upgraded: the same steps again (idempotent), and no note.
+    // Configured, then upgraded: the same steps again (idempotent), the unit enabled, no note.
     let mut text = std::fs::read_to_string(&config).unwrap();
     text.push_str("\n# edited by the administrator\n");
     std::fs::write(&config, text).unwrap();
