@@ -41,13 +41,18 @@ RUNTIME_PACKAGES=(
 
 # Tests: a real browser (WebRTC viewer), ffprobe (checking recordings and snapshots),
 # promtool and a real Prometheus server (scraping /metrics), systemd-analyze (the unit file),
-# openssl s_client (the TLS policy as a real client sees it).
+# openssl s_client (the TLS policy as a real client sees it), and for the Debian package
+# (scripts/build-deb.sh, tests/debian_package.rs) dpkg-shlibdeps (dpkg-dev), strip and readelf
+# (binutils) and lintian.
 TEST_PACKAGES=(
     chromium
     ffmpeg
     prometheus
     systemd
     openssl
+    dpkg-dev
+    binutils
+    lintian
 )
 
 say() { printf '==> %s\n' "$*"; }
@@ -62,7 +67,7 @@ Usage: scripts/setup.sh [--test]
 
 Installs the Debian 12 packages needed to build and run Straja and checks the Rust toolchain.
   --test    also install what the test suite needs (chromium, ffmpeg, prometheus, systemd,
-            openssl)
+            openssl, dpkg-dev, binutils, lintian)
 Environment: APT_LOCK_WAIT=SECONDS (default 600) bounds the wait for another apt/dpkg process.
 EOF
 }
