@@ -17,8 +17,9 @@
 //!   + unmarshal. Each datagram is protected beforehand with a fresh SRTCP index.
 //! - `interceptor_chain/PACKET`: the unmarshalled packet through the viewer's interceptor chain as
 //!   `whep_peer` builds it (`whep_peer::viewer_interceptors`: `KeyframeFeedback`, NACK responder,
-//!   sender reports; one bound H.264 send stream): `handle_read`, then `poll_read`. PLI/FIR compounds are marked
-//!   for the application by `KeyframeFeedback`; the others end in the chain.
+//!   sender reports; one bound H.264 send stream): `handle_read`, then `poll_read`. Compounds with
+//!   PLI/FIR, receiver reports or NACKs are marked for the application by `KeyframeFeedback`
+//!   (the quality metrics read them: `benches/metrics_cost.rs`).
 //! - `keyframe_feedback/PACKET`: the gateway's `KeyframeFeedback` interceptor alone.
 //! - `is_keyframe_request/PACKET`: the scan the viewer session makes of what reaches it.
 //! - `camera_feed_request_keyframe/{merged,forwarded}`: `CameraFeed::request_keyframe` while a

@@ -38,6 +38,10 @@ pub struct Camera {
     start_error: Option<String>,
     /// The pipeline's reconnects already added to `straja_camera_reconnects_total`.
     reported_reconnects: AtomicU64,
+    /// The pipeline's failures (by kind) already added to `straja_pipeline_errors_total`.
+    reported_failures: [AtomicU64; 6],
+    /// The frame count and time at the last export (for the frame-rate gauge).
+    frames_at: std::sync::Mutex<Option<(u64, std::time::Instant)>>,
 }
 
 /// A camera as `GET /api/v1/cameras` shows it.
@@ -75,6 +79,8 @@ impl Camera {
             pipeline,
             start_error,
             reported_reconnects: AtomicU64::new(0),
+            reported_failures: Default::default(),
+            frames_at: std::sync::Mutex::new(None),
         }
     }
 
@@ -94,17 +100,19 @@ impl Camera {
     /// Blocking while the old pipeline stops.
     pub fn reconfigured(&self, config: &CameraConfig) -> Camera {
         self.feed.set_gop_cache_bytes(config.gop_cache_bytes);
-        let (pipeline, start_error, reported) = if self.needs_new_pipeline(config) {
-            self.stop();
-            let (pipeline, start_error) = start_pipeline(config, &self.feed, &self.audio_feed);
-            (pipeline, start_error, 0)
-        } else {
-            (
-                self.pipeline.clone(),
-                self.start_error.clone(),
-                self.reported_reconnects.load(Ordering::Relaxed),
-            )
-        };
+        let (pipeline, start_error, reported, reported_failures) =
+            if self.needs_new_pipeline(config) {
+                self.stop();
+                let (pipeline, start_error) = start_pipeline(config, &self.feed, &self.audio_feed);
+                (pipeline, start_error, 0, [0; 6])
+            } else {
+                (
+                    self.pipeline.clone(),
+                    self.start_error.clone(),
+                    self.reported_reconnects.load(Ordering::Relaxed),
+                    std::array::from_fn(|i| self.reported_failures[i].load(Ordering::Relaxed)),
+                )
+            };
         Camera {
             id: config.id.clone(),
             name: config.name.clone(),
@@ -115,6 +123,8 @@ impl Camera {
             pipeline,
             start_error,
             reported_reconnects: AtomicU64::new(reported),
+            reported_failures: reported_failures.map(AtomicU64::new),
+            frames_at: std::sync::Mutex::new(None),
         }
     }
 
@@ -180,6 +190,26 @@ impl Camera {
             metrics
                 .reconnects
                 .inc_by(reconnects.saturating_sub(reported));
+            for ((failures, reported), counter) in pipeline
+                .failures()
+                .into_iter()
+                .zip(&self.reported_failures)
+                .zip(&metrics.pipeline_errors)
+            {
+                let reported = reported.swap(failures, Ordering::Relaxed);
+                counter.inc_by(failures.saturating_sub(reported));
+            }
+        }
+        let now = std::time::Instant::now();
+        let frames = self.feed.frames();
+        let mut frames_at = self.frames_at.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((before, at)) = frames_at.replace((frames, now)) {
+            let seconds = now.saturating_duration_since(at).as_secs_f64();
+            if seconds > 0.0 {
+                metrics
+                    .frame_rate
+                    .set(frames.saturating_sub(before) as f64 / seconds);
+            }
         }
     }
 }

@@ -25,5 +25,6 @@ pub mod service_notify;
 pub mod sessions;
 pub mod snapshots;
 pub mod tls;
+pub mod tls_handshake_counter;
 pub mod transcoding;
 pub mod webrtc;

@@ -256,6 +256,7 @@ async fn apply(
     gateway.config.store(Arc::new(new));
     tls.reload_from_config(tls_config);
     tracing::info!("TLS certificate and key reloaded");
+    crate::server::export_certificate_expiry(gateway);
     Ok(ReloadReport {
         plan,
         took: began.elapsed(),

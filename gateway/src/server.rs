@@ -93,9 +93,18 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         config.audit.rotate_bytes,
     )?);
     let metrics = Arc::new(Metrics::new());
+    audit.report_to(crate::audit::AuditMetrics {
+        write_seconds: metrics.audit_write_seconds.clone(),
+        write_failures: metrics.audit_write_failures.clone(),
+    });
     let heartbeats = Arc::new(crate::heartbeat::Heartbeats::new());
-    let webrtc =
-        WebrtcEngine::bind(&config.webrtc, metrics.udp_unmatched.clone(), &heartbeats).await?;
+    let webrtc = WebrtcEngine::bind(
+        &config.webrtc,
+        metrics.udp_unmatched.clone(),
+        &heartbeats,
+        metrics.relay_latency.clone(),
+    )
+    .await?;
     let media_addrs = webrtc.local_addrs();
 
     let https_listener = std::net::TcpListener::bind(config.http.listen).map_err(|e| {
@@ -137,7 +146,13 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     let https = Handle::new();
     let app = crate::http::router(gateway.clone());
     let tls = RustlsConfig::from_config(tls);
-    let server = axum_server::from_tcp_rustls(https_listener, tls.clone())?.handle(https.clone());
+    let acceptor = crate::tls_handshake_counter::CountingAcceptor::new(
+        axum_server::tls_rustls::RustlsAcceptor::new(tls.clone()),
+        gateway.metrics.tls_handshake_failures.clone(),
+    );
+    let server = axum_server::from_tcp(https_listener)?
+        .acceptor(acceptor)
+        .handle(https.clone());
     let https_task = tokio::spawn(async move {
         let service = app.into_make_service_with_connect_info::<SocketAddr>();
         if let Err(e) = server.serve(service).await {
@@ -166,6 +181,7 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
         })
     };
 
+    export_certificate_expiry(&gateway);
     let tls_watcher = tokio::spawn(watch_tls_files(Arc::downgrade(&gateway), tls.clone()));
     let retention = tokio::spawn(sweep_recordings(Arc::downgrade(&gateway)));
 
@@ -240,6 +256,7 @@ fn reload(gateway: &Gateway, tls: &RustlsConfig, cause: &str) -> Result<(), crat
         Ok(config) => {
             tls.reload_from_config(config);
             tracing::info!("TLS certificate and key reloaded");
+            export_certificate_expiry(gateway);
             Ok(())
         }
         Err(e) => {
@@ -265,6 +282,15 @@ fn reload(gateway: &Gateway, tls: &RustlsConfig, cause: &str) -> Result<(), crat
         tracing::error!(error = %e, "the TLS reload could not be recorded in the audit log");
     }
     result
+}
+
+/// Sets `straja_tls_certificate_expiry_timestamp_seconds` from the certificate in force.
+pub fn export_certificate_expiry(gateway: &Gateway) {
+    let config = gateway.config();
+    match crate::tls::certificate_expiry(&config.http, &config.state_dir) {
+        Some(expiry) => gateway.metrics.tls_certificate_expiry.set(expiry as f64),
+        None => tracing::warn!("cannot read the TLS certificate's expiry"),
+    }
 }
 
 impl RunningGateway {

@@ -62,10 +62,7 @@ pub fn server_config(
     http: &HttpConfig,
     state_dir: &Path,
 ) -> Result<Arc<rustls::ServerConfig>, TlsError> {
-    let (cert_path, key_path) = match (&http.tls_cert, &http.tls_key) {
-        (Some(cert), Some(key)) => (cert.to_owned(), key.to_owned()),
-        _ => ensure_self_signed(state_dir, http.listen.ip())?,
-    };
+    let (cert_path, key_path) = certificate_and_key_paths(http, state_dir)?;
     let chain = read_certificates(&cert_path)?;
     let key = read_private_key(&key_path)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -101,6 +98,27 @@ pub fn server_config(
         })?;
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// The certificate and key files in force: the configured ones, or the self-signed pair (made
+/// when missing).
+fn certificate_and_key_paths(
+    http: &HttpConfig,
+    state_dir: &Path,
+) -> Result<(PathBuf, PathBuf), TlsError> {
+    match (&http.tls_cert, &http.tls_key) {
+        (Some(cert), Some(key)) => Ok((cert.to_owned(), key.to_owned())),
+        _ => ensure_self_signed(state_dir, http.listen.ip()),
+    }
+}
+
+/// When the served certificate (the chain's first) expires, in Unix seconds; `None` when it
+/// cannot be read.
+pub fn certificate_expiry(http: &HttpConfig, state_dir: &Path) -> Option<i64> {
+    let (cert_path, _) = certificate_and_key_paths(http, state_dir).ok()?;
+    let chain = read_certificates(&cert_path).ok()?;
+    let (_, certificate) = x509_parser::parse_x509_certificate(chain.first()?.as_ref()).ok()?;
+    Some(certificate.validity().not_after.timestamp())
 }
 
 fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
@@ -268,6 +286,25 @@ mod tests {
             client_ca: None,
             cors_origins: Vec::new(),
         }
+    }
+
+    #[test]
+    fn the_served_certificate_s_expiry_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let expiry = certificate_expiry(&http(None, None), dir.path()).expect("an expiry");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs() as i64;
+        assert!(
+            expiry > now + 86_400,
+            "a fresh certificate expires later: {expiry}"
+        );
+        let missing = dir.path().join("missing.crt");
+        assert_eq!(
+            certificate_expiry(&http(Some(&missing), Some(&missing)), dir.path()),
+            None
+        );
     }
 
     #[test]

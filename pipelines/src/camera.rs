@@ -21,6 +21,7 @@ use crate::audio::AudioCodec;
 use crate::backoff::Backoff;
 use crate::delivery::{self, FlowStats};
 use crate::error::PipelineError;
+use crate::failure_kind::FailureKind;
 use crate::packet_sink::PacketSink;
 use crate::pipeline_description::{self, BuiltPipeline};
 use crate::source::CameraSource;
@@ -103,6 +104,8 @@ struct Shared {
     source: String,
     state: AtomicU8,
     reconnects: AtomicU64,
+    /// Failures by [`FailureKind`].
+    failures: [AtomicU64; 6],
     stop: AtomicBool,
     /// Redacted. Locked only to read or replace the string.
     last_error: Mutex<Option<String>>,
@@ -181,6 +184,7 @@ impl CameraPipeline {
             source: source.redacted(),
             state: AtomicU8::new(CameraState::Starting.to_u8()),
             reconnects: AtomicU64::new(0),
+            failures: Default::default(),
             stop: AtomicBool::new(false),
             last_error: Mutex::new(None),
             keyframe_pad: Mutex::new(None),
@@ -219,6 +223,11 @@ impl CameraPipeline {
     /// Times the pipeline failed and was (or is about to be) rebuilt.
     pub fn reconnects(&self) -> u64 {
         self.shared.reconnects.load(Ordering::Relaxed)
+    }
+
+    /// Failures so far, by [`FailureKind`] (index = kind).
+    pub fn failures(&self) -> [u64; 6] {
+        std::array::from_fn(|i| self.shared.failures[i].load(Ordering::Relaxed))
     }
 
     /// The video codec the camera hands on (known once its pipeline has seen the camera's
@@ -301,7 +310,11 @@ enum Outcome {
     /// Asked to stop.
     Stopped,
     /// Failed; `delivered` when it had delivered packets before failing.
-    Failed { reason: String, delivered: bool },
+    Failed {
+        reason: String,
+        kind: FailureKind,
+        delivered: bool,
+    },
 }
 
 /// The supervisor thread's state: owns the source, the sink and, while it runs, the pipeline.
@@ -342,10 +355,16 @@ impl Supervisor {
                 Ok(built) => self.play(built),
                 Err(error) => Outcome::Failed {
                     reason: error.to_string(),
+                    kind: FailureKind::Other,
                     delivered: false,
                 },
             };
-            let Outcome::Failed { reason, delivered } = outcome else {
+            let Outcome::Failed {
+                reason,
+                kind,
+                delivered,
+            } = outcome
+            else {
                 break;
             };
             if self.shared.stopping() {
@@ -361,6 +380,7 @@ impl Supervisor {
                 "camera pipeline failed; reconnecting"
             );
             *lock(&self.shared.last_error) = Some(reason);
+            self.shared.failures[kind as usize].fetch_add(1, Ordering::Relaxed);
             self.shared.reconnects.fetch_add(1, Ordering::Relaxed);
             self.shared.set_state(CameraState::Reconnecting);
             self.sleep(delay);
@@ -403,16 +423,21 @@ impl Supervisor {
         let Some(bus) = pipeline.bus() else {
             return Outcome::Failed {
                 reason: "the pipeline has no bus".to_owned(),
+                kind: FailureKind::Other,
                 delivered: false,
             };
         };
         let started = Instant::now();
         if pipeline.set_state(gst::State::Playing).is_err() {
-            let reason = first_error(&bus).unwrap_or_else(|| {
-                "the pipeline refused to start (state change to PLAYING failed)".to_owned()
+            let (reason, kind) = first_error(&bus).unwrap_or_else(|| {
+                (
+                    "the pipeline refused to start (state change to PLAYING failed)".to_owned(),
+                    FailureKind::Other,
+                )
             });
             return Outcome::Failed {
                 reason,
+                kind,
                 delivered: false,
             };
         }
@@ -424,10 +449,11 @@ impl Supervisor {
                 return Outcome::Stopped;
             }
             if let Some(message) = bus.timed_pop(BUS_POLL)
-                && let Some(reason) = self.failure_in(&message, pipeline)
+                && let Some((reason, kind)) = self.failure_in(&message, pipeline)
             {
                 return Outcome::Failed {
                     reason,
+                    kind,
                     delivered: stats.packets() > 0,
                 };
             }
@@ -449,7 +475,11 @@ impl Supervisor {
                         stall_timeout.as_millis()
                     )
                 };
-                return Outcome::Failed { reason, delivered };
+                return Outcome::Failed {
+                    reason,
+                    kind: FailureKind::Stall,
+                    delivered,
+                };
             }
         }
     }
@@ -488,16 +518,19 @@ impl Supervisor {
         }
     }
 
-    /// The failure a bus message reports, if it reports one. Logs warnings.
-    fn failure_in(&self, message: &gst::Message, pipeline: &gst::Pipeline) -> Option<String> {
+    /// The failure a bus message reports, if it reports one, and its kind. Logs warnings.
+    fn failure_in(
+        &self,
+        message: &gst::Message,
+        pipeline: &gst::Pipeline,
+    ) -> Option<(String, FailureKind)> {
         use gst::MessageView;
         match message.view() {
-            MessageView::Error(error) => Some(describe_error(
-                error.src(),
-                &error.error(),
-                error.debug().as_deref(),
+            MessageView::Error(error) => Some((
+                describe_error(error.src(), &error.error(), error.debug().as_deref()),
+                FailureKind::of_error(&error.error()),
             )),
-            MessageView::Eos(_) => Some("end of stream".to_owned()),
+            MessageView::Eos(_) => Some(("end of stream".to_owned(), FailureKind::Stream)),
             MessageView::Warning(warning) => {
                 let text = describe_error(warning.src(), &warning.error(), None);
                 tracing::warn!(camera = %self.shared.id, warning = %self.scrub(&text), "camera pipeline warning");
@@ -537,16 +570,15 @@ impl Supervisor {
     }
 }
 
-/// The first error already posted on the bus, described.
-fn first_error(bus: &gst::Bus) -> Option<String> {
+/// The first error already posted on the bus, described, and its kind.
+fn first_error(bus: &gst::Bus) -> Option<(String, FailureKind)> {
     // Bounded: the bus holds a finite number of messages and nothing waits.
     for _ in 0..64 {
         let message = bus.pop()?;
         if let gst::MessageView::Error(error) = message.view() {
-            return Some(describe_error(
-                error.src(),
-                &error.error(),
-                error.debug().as_deref(),
+            return Some((
+                describe_error(error.src(), &error.error(), error.debug().as_deref()),
+                FailureKind::of_error(&error.error()),
             ));
         }
     }

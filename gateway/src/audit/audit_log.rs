@@ -70,6 +70,18 @@ pub struct AuditLog {
     path: PathBuf,
     rotate_bytes: u64,
     live: Mutex<Live>,
+    /// Where appends are timed and failures counted, once the daemon's metrics exist.
+    metrics: std::sync::OnceLock<AuditMetrics>,
+    /// The last append failed (`/readyz` reports it until one succeeds).
+    failing: std::sync::atomic::AtomicBool,
+}
+
+/// `straja_audit_write_seconds` and `straja_audit_write_failures_total`.
+pub struct AuditMetrics {
+    /// Time per append, until the record is on disk.
+    pub write_seconds: prometheus::Histogram,
+    /// Appends that failed.
+    pub write_failures: prometheus::IntCounter,
 }
 
 /// The open live file, and whether a blocked rotation was already reported.
@@ -122,6 +134,8 @@ impl AuditLog {
                 file,
                 rotation_blocked_reported: false,
             }),
+            metrics: std::sync::OnceLock::new(),
+            failing: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -138,6 +152,32 @@ impl AuditLog {
     /// Appends one record and syncs it to disk, rotating the live file first if the record would
     /// take it past `rotate_bytes`. Blocking: call from a blocking context.
     pub fn append(&self, event: AuditEvent) -> Result<AuditRecord, AuditError> {
+        let started = std::time::Instant::now();
+        let appended = self.append_now(event);
+        self.failing
+            .store(appended.is_err(), std::sync::atomic::Ordering::Relaxed);
+        if let Some(metrics) = self.metrics.get() {
+            metrics
+                .write_seconds
+                .observe(started.elapsed().as_secs_f64());
+            if appended.is_err() {
+                metrics.write_failures.inc();
+            }
+        }
+        appended
+    }
+
+    /// True when the last append failed (actions that need a record are refused meanwhile).
+    pub fn is_failing(&self) -> bool {
+        self.failing.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Times appends and counts their failures in `metrics` from now on (set once).
+    pub fn report_to(&self, metrics: AuditMetrics) {
+        let _ = self.metrics.set(metrics);
+    }
+
+    fn append_now(&self, event: AuditEvent) -> Result<AuditRecord, AuditError> {
         let mut live = self.live.lock().unwrap_or_else(PoisonError::into_inner);
         for _ in 0..MAX_REOPENS {
             live.file.lock().map_err(|source| AuditError::Io {

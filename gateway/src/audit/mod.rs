@@ -9,7 +9,8 @@ pub mod record;
 pub mod verify;
 
 pub use audit_log::{
-    AuditError, AuditLog, DEFAULT_ROTATE_BYTES, MIN_ROTATE_BYTES, rotated_files, rotated_name,
+    AuditError, AuditLog, AuditMetrics, DEFAULT_ROTATE_BYTES, MIN_ROTATE_BYTES, rotated_files,
+    rotated_name,
 };
 pub use record::{Action, AuditEvent, AuditRecord, Outcome};
 pub use verify::{ChainBroken, ChainSummary, verify};

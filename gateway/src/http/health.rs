@@ -14,18 +14,40 @@ pub async fn healthz() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// 200 when every camera is playing, else 503 naming the cameras that are not.
+/// 200 when every part is ready, else 503 with `not_ready` naming each part that is not, with
+/// why: a camera that is not playing (`part: "camera"`, its state and error), a recorded camera
+/// whose recorder is not recording or waiting (`part: "recording"`, e.g. `disk_full`), the audit
+/// log when its last write failed (`part: "audit"`: access that needs a record is refused).
 pub async fn readyz(State(gateway): State<Arc<Gateway>>) -> (StatusCode, Json<Value>) {
-    let not_ready: Vec<Value> = gateway
-        .cameras
-        .all()
-        .iter()
-        .filter(|c| !c.is_up())
-        .map(|c| match c.start_error() {
-            Some(error) => json!({ "camera": c.id, "state": c.status().state, "error": error }),
-            None => json!({ "camera": c.id, "state": c.status().state }),
-        })
-        .collect();
+    let mut not_ready: Vec<Value> = Vec::new();
+    for camera in gateway.cameras.all().iter() {
+        if !camera.is_up() {
+            let state = camera.status().state;
+            not_ready.push(match camera.start_error() {
+                Some(error) => {
+                    json!({ "part": "camera", "camera": camera.id, "state": state, "error": error })
+                }
+                None => json!({ "part": "camera", "camera": camera.id, "state": state }),
+            });
+        }
+        if let Some(state) = gateway.recordings.recorder_state(&camera.id)
+            && !matches!(
+                state,
+                crate::recording::RecorderState::Recording
+                    | crate::recording::RecorderState::Waiting
+            )
+        {
+            not_ready.push(json!({
+                "part": "recording", "camera": camera.id, "state": state.as_str()
+            }));
+        }
+    }
+    if gateway.audit.is_failing() {
+        not_ready.push(json!({
+            "part": "audit",
+            "error": "the last audit record could not be written; access that needs one is refused",
+        }));
+    }
     if not_ready.is_empty() {
         (StatusCode::OK, Json(json!({ "ready": true })))
     } else {

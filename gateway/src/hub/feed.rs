@@ -76,6 +76,10 @@ pub struct CameraFeed {
     last_keyframe_request: AtomicU64,
     /// Milliseconds since `created` of the last keyframe seen, plus one (0: never).
     last_keyframe: AtomicU64,
+    /// The RTP timestamp of the last keyframe's access unit (`u64::MAX` before the first).
+    last_keyframe_timestamp: AtomicU64,
+    /// Video frames received (packets with the marker bit).
+    frames: AtomicU64,
     /// The SSRC of the camera stream's last packet (`u64::MAX` before the first).
     ssrc: AtomicU64,
     /// Times the stream came back with a new SSRC (see [`MediaPacket::epoch`]).
@@ -120,6 +124,8 @@ impl CameraFeed {
             created: Instant::now(),
             last_keyframe_request: AtomicU64::new(0),
             last_keyframe: AtomicU64::new(0),
+            last_keyframe_timestamp: AtomicU64::new(u64::MAX),
+            frames: AtomicU64::new(0),
             ssrc: AtomicU64::new(u64::MAX),
             epoch: AtomicU32::new(0),
             gop: GopCache::new(gop_cache_bytes),
@@ -172,6 +178,11 @@ impl CameraFeed {
     /// Changes the bound on the cached GOP (a reload).
     pub fn set_gop_cache_bytes(&self, bytes: usize) {
         self.gop.set_max_bytes(bytes);
+    }
+
+    /// Video frames received so far (for the frame-rate gauge).
+    pub fn frames(&self) -> u64 {
+        self.frames.load(Ordering::Relaxed)
     }
 
     /// Number of sinks now (viewer queues and egress shards).
@@ -272,7 +283,23 @@ impl CameraFeed {
                 h264::starts_keyframe(payload)
             };
         if keyframe_start {
-            self.last_keyframe.store(self.now_ms(), Ordering::Relaxed);
+            let now = self.now_ms();
+            let previous = self.last_keyframe.swap(now, Ordering::Relaxed);
+            // An access unit's packets (SPS, PPS, IDR) all start it: one keyframe per timestamp.
+            let timestamp = u64::from(header.timestamp);
+            if !self.audio
+                && self
+                    .last_keyframe_timestamp
+                    .swap(timestamp, Ordering::Relaxed)
+                    != timestamp
+                && previous != 0
+            {
+                let interval = now.saturating_sub(previous) as f64 / 1000.0;
+                self.metrics.keyframe_interval.set(interval);
+            }
+        }
+        if header.marker && !self.audio {
+            self.frames.fetch_add(1, Ordering::Relaxed);
         }
         let previous = self.ssrc.swap(u64::from(header.ssrc), Ordering::Relaxed);
         let epoch = if previous != u64::from(header.ssrc) && previous != u64::MAX {

@@ -154,6 +154,8 @@ impl Recordings {
             self.stop_recorder(&camera.id);
         }
         let Some(settings) = wanted else {
+            // Recording turned off: its series go, or they would read as a stopped recorder.
+            self.metrics.forget_recording(&camera.id);
             return Ok(());
         };
         let recorder = Recorder::start(

@@ -24,6 +24,7 @@ use super::udp_transport::{RoutedDatagram, UdpTransport};
 use super::viewer_session::{EndReason, Forwarded, ViewerSession};
 use crate::heartbeat::Heartbeat;
 use crate::hub::{Attachment, CameraFeed, MediaPacket, MediaSink};
+use crate::metrics::relay_latency::RelayLatency;
 
 /// Camera packets a shard queues (all its cameras together) before the feed drops for it: about
 /// 2 s of one 2 Mbit/s camera. A shard that falls further behind drops and resumes its viewers at
@@ -73,6 +74,7 @@ impl ShardHandle {
         transport: Arc<UdpTransport>,
         heartbeat: Heartbeat,
         stall: Option<StallHook>,
+        relay_latency: Arc<RelayLatency>,
     ) -> ShardHandle {
         let (control, control_rx) = mpsc::unbounded_channel();
         let (datagrams, datagrams_rx) = mpsc::channel(SHARD_INBOX_DATAGRAMS);
@@ -95,6 +97,8 @@ impl ShardHandle {
             viewers: viewers.clone(),
             heartbeat,
             stall,
+            relay_latency,
+            in_flight: Vec::new(),
         };
         ShardHandle {
             control,
@@ -172,6 +176,11 @@ struct EgressShard {
     heartbeat: Heartbeat,
     /// A stall to come, on purpose (tests only).
     stall: Option<StallHook>,
+    /// `straja_relay_latency_seconds`.
+    relay_latency: Arc<RelayLatency>,
+    /// Camera packets forwarded since the last send: when each reached the hub, and to how many
+    /// viewers it went (one sample per packet, weighted, not one per copy).
+    in_flight: Vec<(Instant, u64)>,
 }
 
 impl EgressShard {
@@ -342,6 +351,7 @@ impl EgressShard {
             let metrics = group.feed.metrics();
             metrics.egress_packets.inc_by(sent);
             metrics.egress_bytes.inc_by(sent * packet.data.len() as u64);
+            self.in_flight.push((packet.arrived, sent));
         }
     }
 
@@ -382,6 +392,14 @@ impl EgressShard {
         self.ending.clear();
         if !self.outbox.is_empty() {
             self.sender.flush(&self.transport, &mut self.outbox).await;
+        }
+        if !self.in_flight.is_empty() {
+            let sent = Instant::now();
+            for &(arrived, copies) in &self.in_flight {
+                self.relay_latency
+                    .record(sent.saturating_duration_since(arrived), copies);
+            }
+            self.in_flight.clear();
         }
     }
 

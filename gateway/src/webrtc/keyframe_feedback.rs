@@ -1,5 +1,7 @@
-//! An interceptor that lets a viewer's keyframe requests (RTCP PLI and FIR) reach the application,
-//! which turns them into a request to the camera. Other RTCP stays with the interceptor chain.
+//! An interceptor that lets a viewer's RTCP feedback reach the application: keyframe requests
+//! (PLI and FIR), which it turns into a request to the camera, and receiver reports and NACKs,
+//! which it reads for the quality metrics ([`super::rtcp_quality`]). The packets also go on
+//! through the interceptor chain (the NACK responder answers NACKs).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -16,7 +18,17 @@ pub fn is_keyframe_request(packet: &dyn rtc::rtcp::Packet) -> bool {
         && (header.count == FORMAT_PLI || header.count == FORMAT_FIR)
 }
 
-/// Marks inbound PLI/FIR packets for delivery to the application.
+/// True when the application reads this RTCP packet: a keyframe request, a receiver or sender
+/// report (report blocks), or a NACK.
+pub fn is_for_application(packet: &dyn rtc::rtcp::Packet) -> bool {
+    let kind = packet.header().packet_type;
+    is_keyframe_request(packet)
+        || kind == PacketType::ReceiverReport
+        || kind == PacketType::SenderReport
+        || kind == PacketType::TransportSpecificFeedback
+}
+
+/// Marks inbound RTCP feedback ([`is_for_application`]) for delivery to the application.
 #[derive(Default)]
 pub struct KeyframeFeedback {
     read_queue: VecDeque<TaggedPacket>,
@@ -32,7 +44,7 @@ impl Protocol<TaggedPacket, TaggedPacket, ()> for KeyframeFeedback {
 
     fn handle_read(&mut self, mut msg: TaggedPacket) -> Result<(), Self::Error> {
         if let Packet::Rtcp(packets) = &msg.message.packet
-            && packets.iter().any(|p| is_keyframe_request(p.as_ref()))
+            && packets.iter().any(|p| is_for_application(p.as_ref()))
         {
             msg.message.add(Attribute::DeliverToApplication);
         }

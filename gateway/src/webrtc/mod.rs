@@ -6,6 +6,7 @@ pub mod batch_sender;
 pub mod deadline_queue;
 pub mod egress_shard;
 pub mod keyframe_feedback;
+pub mod rtcp_quality;
 pub mod rtp_rewriter;
 pub mod stall_hook;
 pub mod stun_username;
@@ -65,11 +66,13 @@ impl Drop for ViewerCloser {
 
 impl WebrtcEngine {
     /// Binds the media port and starts receiving; each egress shard registers its heartbeat
-    /// ("egress shard N") in `heartbeats`.
+    /// ("egress shard N") in `heartbeats` and records its packets' hub-to-socket time in
+    /// `relay_latency`.
     pub async fn bind(
         config: &WebrtcConfig,
         unmatched: prometheus::IntCounter,
         heartbeats: &Heartbeats,
+        relay_latency: std::sync::Arc<crate::metrics::relay_latency::RelayLatency>,
     ) -> io::Result<WebrtcEngine> {
         let transport = UdpTransport::bind(config.udp_listen, unmatched).await?;
         let receivers = transport.spawn_receivers();
@@ -78,7 +81,12 @@ impl WebrtcEngine {
         let shards = (0..shard_count)
             .map(|i| {
                 let heartbeat = heartbeats.register(format!("egress shard {i}"));
-                ShardHandle::spawn(transport.clone(), heartbeat, stall.take())
+                ShardHandle::spawn(
+                    transport.clone(),
+                    heartbeat,
+                    stall.take(),
+                    relay_latency.clone(),
+                )
             })
             .collect();
         Ok(WebrtcEngine {

@@ -71,6 +71,11 @@ impl RtpRewriter {
         self.resuming = true;
     }
 
+    /// The viewer's SSRC for the stream.
+    pub fn ssrc(&self) -> u32 {
+        self.ssrc
+    }
+
     /// Rewrites one packet's header fields.
     pub fn rewrite(&mut self, sequence: u16, timestamp: u32) -> Rewritten {
         if self.resuming {

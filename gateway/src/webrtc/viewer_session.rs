@@ -20,9 +20,10 @@ use rtc::rtp_transceiver::RTCRtpSenderId;
 use rtc::sansio::Protocol;
 use rtc::shared::TaggedBytesMut;
 
-use super::keyframe_feedback::is_keyframe_request;
+use super::rtcp_quality::{SentStream, ViewerFeedback};
 use super::rtp_rewriter::{Rewritten, RtpRewriter};
 use crate::hub::{CameraFeed, MediaPacket};
+use crate::metrics::viewer_quality::Kind;
 
 /// A viewer that has not connected by then is dropped.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -105,6 +106,10 @@ pub struct ViewerSession {
     /// The camera stream's epoch of the last packet sent, and when it was sent.
     last_sent: Option<(u32, Instant)>,
     started: Instant,
+    /// The camera epoch and RTP timestamp of the last keyframe sent (counted once per viewer).
+    last_keyframe_sent: Option<(u32, u32)>,
+    /// Set once the first keyframe went out (time to first frame recorded).
+    first_frame_sent: bool,
 }
 
 impl ViewerSession {
@@ -128,6 +133,8 @@ impl ViewerSession {
             replayed_through: None,
             last_sent: None,
             started: Instant::now(),
+            last_keyframe_sent: None,
+            first_frame_sent: false,
         }
     }
 
@@ -258,7 +265,45 @@ impl ViewerSession {
     fn send(&mut self, packet: &MediaPacket, timestamp: u32, now: Instant) -> Forwarded {
         self.last_sent = Some((packet.epoch, now));
         let out = self.rewriter.rewrite(packet.header.sequence, timestamp);
-        self.write(self.sender, out, packet, now)
+        let forwarded = self.write(self.sender, out, packet, now);
+        if forwarded == Forwarded::Sent && packet.keyframe_start {
+            self.keyframe_sent(packet, now);
+        }
+        forwarded
+    }
+
+    /// Counts a keyframe sent (once per access unit) and, the first time, the time it took.
+    fn keyframe_sent(&mut self, packet: &MediaPacket, now: Instant) {
+        let keyframe = (packet.epoch, packet.header.timestamp);
+        if self.last_keyframe_sent == Some(keyframe) {
+            return;
+        }
+        self.last_keyframe_sent = Some(keyframe);
+        let quality = &self.feed.metrics().quality;
+        quality.keyframes_sent.inc();
+        if !self.first_frame_sent {
+            self.first_frame_sent = true;
+            quality
+                .time_to_first_frame
+                .observe(now.saturating_duration_since(self.started).as_secs_f64());
+        }
+    }
+
+    /// The streams sent to the viewer, as its RTCP names them.
+    fn sent_streams(&self) -> Vec<SentStream> {
+        let mut streams = vec![SentStream {
+            ssrc: self.rewriter.ssrc(),
+            clock_rate: VIDEO_CLOCK_RATE,
+            kind: Kind::Video,
+        }];
+        if let Some(audio) = &self.audio {
+            streams.push(SentStream {
+                ssrc: audio.rewriter.ssrc(),
+                clock_rate: audio.clock_rate,
+                kind: Kind::Audio,
+            });
+        }
+        streams
     }
 
     /// Hands `packet`'s payload to `sender` with the rewritten header `out`.
@@ -378,10 +423,16 @@ impl ViewerSession {
 
     fn handle_reads(&mut self) {
         while let Some(TaggedRTCMessage { message, .. }) = self.peer.poll_read() {
-            if let RTCMessage::RtcpPacket(_, packets) = message
-                && packets.iter().any(|p| is_keyframe_request(p.as_ref()))
-            {
-                self.feed.request_keyframe();
+            if let RTCMessage::RtcpPacket(_, packets) = message {
+                let feedback = ViewerFeedback::read(
+                    &packets,
+                    &self.sent_streams(),
+                    std::time::SystemTime::now(),
+                );
+                feedback.record(&self.feed.metrics().quality);
+                if feedback.keyframe_requests > 0 {
+                    self.feed.request_keyframe();
+                }
             }
         }
     }

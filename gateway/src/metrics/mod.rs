@@ -1,13 +1,38 @@
 //! Prometheus metrics: one registry, the `straja_` families, and per-camera handles resolved once
 //! so the media path only increments atomics (no label lookup per packet).
 //!
-//! Labels are bounded: `camera` (ids from the config), `kind`, `route` (route templates), `code`.
-//! Never a session id, an address or a user.
+//! Labels are bounded: `camera` (ids from the config), `kind`, `route` (route templates), `code`,
+//! `reason` and `outcome` (fixed sets). Never a session id, an address or a user. The catalogue
+//! of every family is `gateway/observability/METRICS.md`.
+//!
+//! - [`relay_latency`]: the hub-to-socket histogram the egress shards feed;
+//! - [`viewer_quality`]: what viewers get (RTCP receiver reports, NACKs, keyframes, first frame).
+
+pub mod relay_latency;
+pub mod viewer_quality;
+
+use std::sync::Arc;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Gauge, GaugeVec, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
+
+use relay_latency::RelayLatency;
+use viewer_quality::{ViewerQuality, ViewerQualityFamilies};
+
+/// The `reason` values of `straja_pipeline_errors_total`, in the order of
+/// [`straja_pipelines::FailureKind::ALL`].
+pub const PIPELINE_ERROR_REASONS: [&str; 6] = straja_pipelines::FailureKind::NAMES;
+
+/// The `reason` values of `straja_tls_handshake_failures_total`.
+pub const TLS_HANDSHAKE_FAILURE_REASONS: [&str; 5] = [
+    "client_certificate",
+    "protocol",
+    "timeout",
+    "closed",
+    "other",
+];
 
 /// The metric families of the gateway.
 pub struct Metrics {
@@ -76,6 +101,27 @@ pub struct Metrics {
     pub config_reloads: IntCounterVec,
     /// `straja_config_last_reload_successful`: 0 after a rejected reload, until one is applied.
     pub config_last_reload_successful: IntGauge,
+    /// `straja_relay_latency_seconds`: hub arrival to socket send, per copy.
+    pub relay_latency: Arc<RelayLatency>,
+    /// What viewers get, per camera and kind.
+    pub viewer_quality: ViewerQualityFamilies,
+    /// `straja_camera_frame_rate{camera}`: frames per second from the camera, over the last
+    /// second or so.
+    pub camera_frame_rate: GaugeVec,
+    /// `straja_camera_keyframe_interval_seconds{camera}`: time between its last two keyframes.
+    pub camera_keyframe_interval: GaugeVec,
+    /// `straja_pipeline_errors_total{camera,reason}`: pipeline failures (each one reconnects), by
+    /// [`PIPELINE_ERROR_REASONS`].
+    pub pipeline_errors: IntCounterVec,
+    /// `straja_tls_handshake_failures_total{reason}`: HTTPS connections whose TLS handshake
+    /// failed, by [`TLS_HANDSHAKE_FAILURE_REASONS`].
+    pub tls_handshake_failures: IntCounterVec,
+    /// `straja_tls_certificate_expiry_timestamp_seconds`: the served certificate's notAfter.
+    pub tls_certificate_expiry: Gauge,
+    /// `straja_audit_write_seconds`: appending one audit record, until it is on disk.
+    pub audit_write_seconds: Histogram,
+    /// `straja_audit_write_failures_total`: audit records that could not be written.
+    pub audit_write_failures: IntCounter,
 }
 
 impl Metrics {
@@ -261,6 +307,56 @@ impl Metrics {
                 "0 after a configuration reload was rejected, until one is applied; else 1.",
             )
             .expect("valid metric"),
+            relay_latency: Arc::new(RelayLatency::new()),
+            viewer_quality: ViewerQualityFamilies::new(),
+            camera_frame_rate: GaugeVec::new(
+                Opts::new(
+                    "straja_camera_frame_rate",
+                    "Frames per second the camera delivers, over the last second or so.",
+                ),
+                &["camera"],
+            )
+            .expect("valid metric"),
+            camera_keyframe_interval: GaugeVec::new(
+                Opts::new(
+                    "straja_camera_keyframe_interval_seconds",
+                    "Time between the camera's last two keyframes.",
+                ),
+                &["camera"],
+            )
+            .expect("valid metric"),
+            pipeline_errors: counter(
+                "straja_pipeline_errors_total",
+                "Camera pipeline failures (each is followed by a reconnect), by reason: connect, \
+                 auth, not_found, stall, stream, other.",
+                &["camera", "reason"],
+            ),
+            tls_handshake_failures: counter(
+                "straja_tls_handshake_failures_total",
+                "HTTPS connections whose TLS handshake failed, by reason: client_certificate, \
+                 protocol, timeout, closed, other.",
+                &["reason"],
+            ),
+            tls_certificate_expiry: Gauge::new(
+                "straja_tls_certificate_expiry_timestamp_seconds",
+                "When the HTTPS certificate in force expires (its notAfter), in Unix seconds.",
+            )
+            .expect("valid metric"),
+            audit_write_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "straja_audit_write_seconds",
+                    "Time to append one audit record until it is on disk (fsync).",
+                )
+                .buckets(vec![
+                    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+                ]),
+            )
+            .expect("valid metric"),
+            audit_write_failures: IntCounter::new(
+                "straja_audit_write_failures_total",
+                "Audit records that could not be written (the action they record was refused).",
+            )
+            .expect("valid metric"),
             registry,
         };
         let families: [Box<dyn prometheus::core::Collector>; 30] = [
@@ -295,11 +391,30 @@ impl Metrics {
             Box::new(metrics.config_reloads.clone()),
             Box::new(metrics.config_last_reload_successful.clone()),
         ];
-        for family in families {
+        let more: Vec<Box<dyn prometheus::core::Collector>> = vec![
+            Box::new(ArcCollector(metrics.relay_latency.clone())),
+            Box::new(metrics.camera_frame_rate.clone()),
+            Box::new(metrics.camera_keyframe_interval.clone()),
+            Box::new(metrics.pipeline_errors.clone()),
+            Box::new(metrics.tls_handshake_failures.clone()),
+            Box::new(metrics.tls_certificate_expiry.clone()),
+            Box::new(metrics.audit_write_seconds.clone()),
+            Box::new(metrics.audit_write_failures.clone()),
+            // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...
+            Box::new(prometheus::process_collector::ProcessCollector::for_self()),
+        ];
+        for family in families
+            .into_iter()
+            .chain(more)
+            .chain(metrics.viewer_quality.collectors())
+        {
             metrics
                 .registry
                 .register(family)
                 .expect("metric names are unique");
+        }
+        for reason in TLS_HANDSHAKE_FAILURE_REASONS {
+            metrics.tls_handshake_failures.with_label_values(&[reason]);
         }
         // Sessions of every kind are exported from the start, at 0.
         metrics.webrtc_sessions.with_label_values(&["whep"]).set(0);
@@ -337,6 +452,11 @@ impl Metrics {
             keyframe_requests: self.keyframe_requests.with_label_values(l),
             gop_cache_bytes: self.gop_cache_bytes.with_label_values(l),
             gop_cache_replays: self.gop_cache_replays.with_label_values(l),
+            quality: self.viewer_quality.camera(camera),
+            frame_rate: self.camera_frame_rate.with_label_values(l),
+            keyframe_interval: self.camera_keyframe_interval.with_label_values(l),
+            pipeline_errors: PIPELINE_ERROR_REASONS
+                .map(|reason| self.pipeline_errors.with_label_values(&[camera, reason])),
         }
     }
 
@@ -377,6 +497,31 @@ impl Metrics {
             let _ = self
                 .snapshots
                 .remove_label_values(&[camera, outcome.as_str()]);
+        }
+        self.viewer_quality.forget(camera);
+        let _ = self.camera_frame_rate.remove_label_values(l);
+        let _ = self.camera_keyframe_interval.remove_label_values(l);
+        for reason in PIPELINE_ERROR_REASONS {
+            let _ = self.pipeline_errors.remove_label_values(&[camera, reason]);
+        }
+    }
+
+    /// Removes a camera's recorder series (its recording turned off by a reload), so that
+    /// `straja_recording_up` does not read as a stopped recorder.
+    pub fn forget_recording(&self, camera: &str) {
+        let l = &[camera];
+        let _ = self.recording_up.remove_label_values(l);
+        for family in [
+            &self.recording_segments,
+            &self.recording_written_bytes,
+            &self.recording_dropped,
+        ] {
+            let _ = family.remove_label_values(l);
+        }
+        for reason in ["disk_full", "write_error", "muxer_error"] {
+            let _ = self
+                .recording_failures
+                .remove_label_values(&[camera, reason]);
         }
     }
 
@@ -435,6 +580,27 @@ pub struct CameraMetrics {
     pub gop_cache_bytes: IntGauge,
     /// `straja_gop_cache_replays_total{camera}`.
     pub gop_cache_replays: IntCounter,
+    /// What its viewers get.
+    pub quality: ViewerQuality,
+    /// `straja_camera_frame_rate{camera}`.
+    pub frame_rate: Gauge,
+    /// `straja_camera_keyframe_interval_seconds{camera}`.
+    pub keyframe_interval: Gauge,
+    /// `straja_pipeline_errors_total{camera,reason}`, by [`PIPELINE_ERROR_REASONS`].
+    pub pipeline_errors: [IntCounter; 6],
+}
+
+/// Registers a collector shared with the code that feeds it.
+struct ArcCollector<T>(Arc<T>);
+
+impl<T: prometheus::core::Collector> prometheus::core::Collector for ArcCollector<T> {
+    fn desc(&self) -> Vec<&prometheus::core::Desc> {
+        self.0.desc()
+    }
+
+    fn collect(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.0.collect()
+    }
 }
 
 /// One recorded camera's series, resolved once.
