@@ -140,6 +140,20 @@ async fn a_full_disk_pauses_recording_visibly_live_view_goes_on_and_recording_re
     let (finished_while_full, parts) = segment_files(&dir);
     assert!(parts.is_empty(), "no segment is left open: {parts:?}");
     assert_eq!(recording_state().await, "disk_full", "it stays paused");
+    // /readyz names the part that is not ready.
+    let readyz = gateway
+        .ops_client
+        .get(gateway.url("/readyz"))
+        .send()
+        .await
+        .expect("/readyz");
+    assert_eq!(readyz.status(), 503);
+    let body: serde_json::Value = readyz.json().await.expect("JSON");
+    assert_eq!(
+        body["not_ready"],
+        serde_json::json!([{ "part": "recording", "camera": "gate", "state": "disk_full" }]),
+        "{body}"
+    );
 
     // Space comes back.
     std::fs::remove_file(&filler).unwrap();
