@@ -11,6 +11,7 @@ pub mod auth;
 pub mod camera_set;
 pub mod cameras;
 pub mod config;
+pub mod consultation;
 pub mod gateway;
 pub mod heartbeat;
 pub mod http;
