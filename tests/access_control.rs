@@ -50,7 +50,7 @@ fn expected(method: &str, path: &str, caller: &str) -> Expect {
     let caller = role_of(caller);
     match (method, path) {
         ("GET", "/" | "/app.css" | "/app.js" | "/recordings.js" | "/healthz") => Ok,
-        ("POST", "/api/v1/login" | "/api/v1/logout") => Ok,
+        ("POST", "/api/v1/login" | "/api/v1/logout" | "/api/v1/consultations/join") => Ok,
         ("OPTIONS", _) => Ok,
         _ if caller == "anonymous" || caller == "forged" => Unauthorized,
         ("GET", "/api/v1/session") => Ok,
@@ -82,6 +82,18 @@ fn expected(method: &str, path: &str, caller: &str) -> Expect {
         },
         ("GET", "/api/v1/recordings/{segment}") => match caller {
             "security-gate" => Ok,
+            _ => Forbidden,
+        },
+        // Clinicians start and end consultations (the handler then checks it is theirs).
+        ("POST", "/api/v1/consultations") | ("DELETE", "/api/v1/consultations/{id}") => {
+            match caller {
+                "clinician" => Ok,
+                _ => Forbidden,
+            }
+        }
+        // Its clinician and its invitees talk on the signalling socket.
+        ("GET", "/api/v1/consultations/{id}/signal") => match caller {
+            "clinician" | "patient" => Ok,
             _ => Forbidden,
         },
         _ => panic!("no expectation for {method} {path}: add it to this test"),

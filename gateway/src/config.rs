@@ -50,6 +50,9 @@ pub struct Config {
     /// What the daemon logs.
     #[serde(default)]
     pub log: LogConfig,
+    /// Telemedicine consultations.
+    #[serde(default)]
+    pub consultations: ConsultationsConfig,
     /// The cameras this box ingests.
     #[serde(default)]
     pub cameras: Vec<CameraConfig>,
@@ -203,6 +206,43 @@ impl Default for RecordingConfig {
         Self {
             dir: None,
             min_free_bytes: Self::default_min_free_bytes(),
+        }
+    }
+}
+
+/// `[consultations]`: telemedicine consultations (a clinician and invited participants).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConsultationsConfig {
+    /// An invitation link works for this long (and once). Default 24, 1..=168.
+    #[serde(default = "ConsultationsConfig::default_invite_hours")]
+    pub invite_hours: u64,
+    /// Participants at most, the clinician included. Default 4, 2..=4.
+    #[serde(default = "ConsultationsConfig::default_max_participants")]
+    pub max_participants: usize,
+    /// A consultation nobody ended is ended this long after it was created. Default 12, 1..=48.
+    #[serde(default = "ConsultationsConfig::default_max_hours")]
+    pub max_hours: u64,
+}
+
+impl ConsultationsConfig {
+    fn default_invite_hours() -> u64 {
+        24
+    }
+    fn default_max_participants() -> usize {
+        4
+    }
+    fn default_max_hours() -> u64 {
+        12
+    }
+}
+
+impl Default for ConsultationsConfig {
+    fn default() -> Self {
+        Self {
+            invite_hours: Self::default_invite_hours(),
+            max_participants: Self::default_max_participants(),
+            max_hours: Self::default_max_hours(),
         }
     }
 }
@@ -590,6 +630,34 @@ impl Config {
             );
         } else if let Err(reason) = validate_log_level(&self.log.level) {
             problem("log.level".into(), reason);
+        }
+        for (field, value, range) in [
+            (
+                "consultations.invite_hours",
+                self.consultations.invite_hours,
+                1..=168,
+            ),
+            (
+                "consultations.max_participants",
+                self.consultations.max_participants as u64,
+                2..=4,
+            ),
+            (
+                "consultations.max_hours",
+                self.consultations.max_hours,
+                1..=48,
+            ),
+        ] {
+            if !range.contains(&value) {
+                problem(
+                    field.into(),
+                    format!(
+                        "{value} is out of range {}..={}",
+                        range.start(),
+                        range.end()
+                    ),
+                );
+            }
         }
         if self.cameras.len() > MAX_CAMERAS {
             problem(

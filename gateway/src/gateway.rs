@@ -39,6 +39,8 @@ pub struct Gateway {
     pub recordings: Recordings,
     /// Cameras' snapshots (latest keyframe as a JPEG).
     pub snapshots: Snapshots,
+    /// Telemedicine consultations running now.
+    pub consultations: crate::consultation::Consultations,
 }
 
 impl Gateway {

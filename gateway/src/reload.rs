@@ -70,7 +70,7 @@ impl ReloadPlan {
             needs_restart: Vec::new(),
             log_level: (old.log.level != new.log.level).then(|| new.log.level.clone()),
         };
-        let fixed: [(&'static str, bool); 9] = [
+        let fixed: [(&'static str, bool); 10] = [
             ("state_dir", old.state_dir != new.state_dir),
             ("http.listen", old.http.listen != new.http.listen),
             ("metrics.listen", old.metrics != new.metrics),
@@ -86,6 +86,7 @@ impl ReloadPlan {
                 old.limits.max_sign_ins != new.limits.max_sign_ins,
             ),
             ("recording", old.recording != new.recording),
+            ("consultations", old.consultations != new.consultations),
         ];
         plan.needs_restart = fixed
             .into_iter()
@@ -107,6 +108,7 @@ pub fn in_force(old: &Config, mut new: Config) -> Config {
     new.limits.login_attempts_per_minute = old.limits.login_attempts_per_minute;
     new.limits.max_sign_ins = old.limits.max_sign_ins;
     new.recording = old.recording.clone();
+    new.consultations = old.consultations.clone();
     new
 }
 

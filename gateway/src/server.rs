@@ -130,7 +130,9 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
     let recordings = crate::recording::Recordings::start(&config, &cameras, metrics.clone())?;
     let snapshots =
         crate::snapshots::Snapshots::new(config.cameras.iter().map(|c| c.id.as_str()), &metrics);
+    let consultations = crate::consultation::Consultations::new(config.consultations.clone());
     let gateway = Arc::new(Gateway {
+        consultations,
         recordings,
         login,
         snapshots,
@@ -171,6 +173,13 @@ pub async fn start(config: Config) -> Result<RunningGateway, StartError> {
                 };
                 for camera in gateway.cameras.all().iter() {
                     camera.export_metrics();
+                }
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_secs())
+                    .unwrap_or(0);
+                if !gateway.consultations.end_expired(&gateway, now).is_empty() {
+                    crate::http::consultations::export_gauges(&gateway);
                 }
                 // Also forgets sign-ins that ended by inactivity.
                 gateway
@@ -329,6 +338,7 @@ impl RunningGateway {
         tracing::info!("shutting down");
         self.https.graceful_shutdown(Some(Duration::from_secs(2)));
         self.gateway.sessions.close_all();
+        self.gateway.consultations.end_all(&self.gateway);
         self.gateway.export_session_count();
         let _ = tokio::time::timeout(Duration::from_secs(3), self.https_task).await;
         self.metrics_server.stop().await;

@@ -1,5 +1,7 @@
 //! Shared helpers for Straja's integration tests; include with `mod support;`.
 //!
+//! - [`consultation_client`]: a consultation participant's signalling socket (wss, JSON).
+//! - [`rtp_publisher`]: a participant's publishing webrtc-rs peer (real H.264 and Opus).
 //! - [`chromium`]: headless Chromium driven over the DevTools protocol (WebRTC/WHEP playback).
 //! - [`gateway_process`]: the `straja` binary in its own (optionally pinned) process, measured
 //!   from `/proc`.
@@ -12,10 +14,12 @@
 #![allow(dead_code)]
 
 pub mod chromium;
+pub mod consultation_client;
 pub mod gateway_process;
 pub mod gateway_under_test;
 pub mod notify_listener;
 pub mod recordings;
 pub mod reference_camera;
+pub mod rtp_publisher;
 pub mod test_artifacts;
 pub mod whep_viewer;

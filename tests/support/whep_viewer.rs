@@ -261,6 +261,37 @@ impl WhepViewer {
         audio: bool,
         h265: bool,
     ) -> WhepViewer {
+        let (mut viewer, offer_sdp) = Self::prepare(audio, h265).await;
+        let posted_at = Instant::now();
+        let response = client
+            .post(format!("{base_url}/api/v1/cameras/{camera}/whep"))
+            .header("Content-Type", "application/sdp")
+            .body(offer_sdp)
+            .send()
+            .await
+            .expect("WHEP POST");
+        assert_eq!(response.status(), 201, "WHEP offer refused");
+        let location = response
+            .headers()
+            .get("location")
+            .expect("Location header")
+            .to_str()
+            .expect("ASCII Location")
+            .to_owned();
+        assert_eq!(
+            response.headers().get("content-type").map(|v| v.as_bytes()),
+            Some(&b"application/sdp"[..])
+        );
+        let answer = response.text().await.expect("answer body");
+        viewer.accept(answer).await;
+        viewer.posted_at = posted_at;
+        viewer.session_url = format!("{base_url}{location}");
+        viewer
+    }
+
+    /// A viewer whose offer (returned) goes by another way than WHEP (a consultation's
+    /// signalling): give it the answer with [`WhepViewer::accept`].
+    pub async fn prepare(audio: bool, h265: bool) -> (WhepViewer, String) {
         let mut media_engine = MediaEngine::default();
         if audio {
             for (mime_type, clock_rate, channels, fmtp, payload_type) in [
@@ -356,41 +387,26 @@ impl WhepViewer {
             .expect("local description");
         let _ = tokio::time::timeout(Duration::from_secs(5), gathered_rx.recv()).await;
         let offer_sdp = peer.local_description().await.expect("offer sdp").sdp;
-
-        let posted_at = Instant::now();
-        let response = client
-            .post(format!("{base_url}/api/v1/cameras/{camera}/whep"))
-            .header("Content-Type", "application/sdp")
-            .body(offer_sdp)
-            .send()
-            .await
-            .expect("WHEP POST");
-        assert_eq!(response.status(), 201, "WHEP offer refused");
-        let location = response
-            .headers()
-            .get("location")
-            .expect("Location header")
-            .to_str()
-            .expect("ASCII Location")
-            .to_owned();
-        assert_eq!(
-            response.headers().get("content-type").map(|v| v.as_bytes()),
-            Some(&b"application/sdp"[..])
-        );
-        let answer = response.text().await.expect("answer body");
-        let answer_sdp = answer.clone();
-        peer.set_remote_description(RTCSessionDescription::answer(answer).expect("answer SDP"))
-            .await
-            .expect("remote description");
-        WhepViewer {
+        let viewer = WhepViewer {
             peer: Box::new(peer),
-            session_url: format!("{base_url}{location}"),
+            session_url: String::new(),
             reception,
             track,
-            posted_at,
+            posted_at: Instant::now(),
             answered_at: Instant::now(),
-            answer_sdp,
-        }
+            answer_sdp: String::new(),
+        };
+        (viewer, offer_sdp)
+    }
+
+    /// Applies the gateway's answer to the offer [`WhepViewer::prepare`] made.
+    pub async fn accept(&mut self, answer: String) {
+        self.answer_sdp = answer.clone();
+        self.peer
+            .set_remote_description(RTCSessionDescription::answer(answer).expect("answer SDP"))
+            .await
+            .expect("remote description");
+        self.answered_at = Instant::now();
     }
 
     /// A snapshot of what was received.

@@ -48,6 +48,16 @@ pub enum Action {
     /// when the reload failed and what was in force stays.
     #[serde(rename = "config.reload")]
     ConfigReload,
+    /// A clinician started a consultation (resource `consultation:<id>`; the reason gives the
+    /// number of invitations, never their labels).
+    #[serde(rename = "consultation.create")]
+    ConsultationCreate,
+    /// An invitee joined through an invitation (`denied`: a used, expired or unknown one).
+    #[serde(rename = "consultation.join")]
+    ConsultationJoin,
+    /// A consultation ended (by the clinician, or when it ran past its limit).
+    #[serde(rename = "consultation.end")]
+    ConsultationEnd,
     /// A recorded segment was played back (its first bytes fetched: a player's later range
     /// requests for the same playback are not recorded again).
     #[serde(rename = "recording.play")]

@@ -138,6 +138,29 @@ pub const RULES: &[RouteRule] = &[
             camera_param: Some(SEGMENT_PARAM),
         },
     },
+    // Consultations: clinicians start and end theirs (the handler checks it is theirs); an
+    // invitation is the invitee's credential (256-bit, single-use, expiring), so joining is
+    // public; the signalling socket takes the clinician's or the invitee's token.
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/consultations",
+        access: roles(&[Role::Clinician]),
+    },
+    RouteRule {
+        method: "POST",
+        path: "/api/v1/consultations/join",
+        access: Access::Public,
+    },
+    RouteRule {
+        method: "DELETE",
+        path: "/api/v1/consultations/{id}",
+        access: roles(&[Role::Clinician]),
+    },
+    RouteRule {
+        method: "GET",
+        path: "/api/v1/consultations/{id}/signal",
+        access: roles(&[Role::Clinician, Role::Patient]),
+    },
 ];
 
 /// The path parameter that holds a recorded segment's id (`<camera>.<start>`): its camera is the

@@ -24,8 +24,31 @@ use crate::gateway::Gateway;
 use crate::http::api_error::ApiError;
 use crate::http::login::SignInCsrf;
 
+/// The prefix of the WebSocket subprotocol that carries a page's token (`bearer.<token>`):
+/// browsers cannot set `Authorization` on a WebSocket.
+pub const SUBPROTOCOL_TOKEN_PREFIX: &str = "bearer.";
+
+/// The token a WebSocket upgrade carries as a subprotocol, if any.
+fn subprotocol_token(request: &Request) -> Option<&str> {
+    if !request.headers().contains_key(header::UPGRADE) {
+        return None;
+    }
+    request
+        .headers()
+        .get_all(header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .find_map(|p| p.trim().strip_prefix(SUBPROTOCOL_TOKEN_PREFIX))
+}
+
 /// The bearer token of a request, if any.
 fn bearer(request: &Request) -> Result<&str, TokenError> {
+    if !request.headers().contains_key(header::AUTHORIZATION)
+        && let Some(token) = subprotocol_token(request)
+    {
+        return Ok(token);
+    }
     let value = request
         .headers()
         .get(header::AUTHORIZATION)
@@ -105,7 +128,8 @@ pub fn sign_in_cookie(headers: &axum::http::HeaderMap) -> Option<&str> {
 /// A bearer token wins over a cookie (API clients), so a page's cookie never turns an API
 /// client's request into a cookie-authenticated one.
 fn authenticate(gateway: &Gateway, request: &Request) -> Result<Credential, NotAuthenticated> {
-    if request.headers().contains_key(header::AUTHORIZATION) {
+    if request.headers().contains_key(header::AUTHORIZATION) || subprotocol_token(request).is_some()
+    {
         return bearer(request)
             .and_then(|token| gateway.tokens.verify(token))
             .map(Credential::Bearer)

@@ -160,6 +160,31 @@ impl TokenAuthority {
             .map_err(|e| IssueError::Request(format!("cannot sign the token: {e}")))
     }
 
+    /// Issues a consultation participant's token: `role` patient, `subject` their participant
+    /// id, valid for `consultation` only, for `ttl` (at most [`MAX_TTL`]).
+    pub fn issue_participant(
+        &self,
+        subject: &str,
+        consultation: &str,
+        ttl: Duration,
+    ) -> Result<String, IssueError> {
+        let ttl = ttl.min(MAX_TTL);
+        let now = now_seconds();
+        let claims = Claims {
+            sub: subject.to_owned(),
+            role: Role::Patient,
+            cameras: Vec::new(),
+            consultation: Some(consultation.to_owned()),
+            iss: ISSUER.to_owned(),
+            iat: now,
+            nbf: now,
+            exp: now + ttl.as_secs().max(1),
+            jti: random_id(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| IssueError::Request(format!("cannot sign the token: {e}")))
+    }
+
     /// Checks a token (ours, or the identity provider's) and returns its claims.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         if token.len() > MAX_TOKEN_BYTES {

@@ -3,6 +3,14 @@
 //! participant's audio and video to the others (an SFU: no peer-to-peer, no transcoding), so that
 //! media stays inside the box and its encryption.
 //!
-//! - [`protocol`]: the signalling messages (JSON over a WebSocket, versioned by subprotocol).
+//! - [`protocol`]: the signalling messages (JSON over a WebSocket, versioned by subprotocol);
+//! - [`room`]: one consultation's state machine (no sockets, no media);
+//! - [`invite`]: single-use, expiring invitations;
+//! - [`registry`]: the running consultations, their signalling links and their media.
 
+pub mod invite;
 pub mod protocol;
+pub mod registry;
+pub mod room;
+
+pub use registry::{Consultation, Consultations};

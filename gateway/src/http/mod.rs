@@ -3,6 +3,7 @@
 
 pub mod api_error;
 pub mod cameras;
+pub mod consultations;
 pub mod content_type;
 pub mod cors;
 pub mod health;
@@ -63,6 +64,22 @@ pub fn routes() -> Vec<(&'static str, &'static str, MethodRouter<Arc<Gateway>>)>
             "OPTIONS",
             "/api/v1/sessions/{sid}",
             options(cors::preflight),
+        ),
+        ("POST", "/api/v1/consultations", post(consultations::create)),
+        (
+            "POST",
+            "/api/v1/consultations/join",
+            post(consultations::join),
+        ),
+        (
+            "DELETE",
+            "/api/v1/consultations/{id}",
+            delete(consultations::end),
+        ),
+        (
+            "GET",
+            "/api/v1/consultations/{id}/signal",
+            get(consultations::signal),
         ),
     ]
 }

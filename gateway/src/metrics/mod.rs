@@ -122,6 +122,10 @@ pub struct Metrics {
     pub audit_write_seconds: Histogram,
     /// `straja_audit_write_failures_total`: audit records that could not be written.
     pub audit_write_failures: IntCounter,
+    /// `straja_consultations`: consultations running now.
+    pub consultations: IntGauge,
+    /// `straja_consultation_participants`: participants connected to a consultation now.
+    pub consultation_participants: IntGauge,
 }
 
 impl Metrics {
@@ -357,6 +361,16 @@ impl Metrics {
                 "Audit records that could not be written (the action they record was refused).",
             )
             .expect("valid metric"),
+            consultations: IntGauge::new(
+                "straja_consultations",
+                "Telemedicine consultations running now.",
+            )
+            .expect("valid metric"),
+            consultation_participants: IntGauge::new(
+                "straja_consultation_participants",
+                "Participants connected to a consultation now (the clinician included).",
+            )
+            .expect("valid metric"),
             registry,
         };
         let families: [Box<dyn prometheus::core::Collector>; 30] = [
@@ -400,6 +414,8 @@ impl Metrics {
             Box::new(metrics.tls_certificate_expiry.clone()),
             Box::new(metrics.audit_write_seconds.clone()),
             Box::new(metrics.audit_write_failures.clone()),
+            Box::new(metrics.consultations.clone()),
+            Box::new(metrics.consultation_participants.clone()),
             // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -522,6 +538,35 @@ impl Metrics {
             let _ = self
                 .recording_failures
                 .remove_label_values(&[camera, reason]);
+        }
+    }
+
+    /// Handles for a consultation participant's feeds: their packets and their viewers' quality
+    /// count under `camera="consultation"` (one bounded label for every consultation: never a
+    /// participant or consultation id); the camera-only series (up, frame rate, pipeline errors)
+    /// are not exported for them.
+    pub fn consultation_media(&self) -> CameraMetrics {
+        const LABEL: &str = "consultation";
+        let l = &[LABEL];
+        let detached_gauge = || IntGauge::new("detached", "not exported").expect("valid metric");
+        let detached_counter =
+            || IntCounter::new("detached", "not exported").expect("valid metric");
+        let detached_float = || Gauge::new("detached", "not exported").expect("valid metric");
+        CameraMetrics {
+            up: detached_gauge(),
+            ingest_packets: self.ingest_packets.with_label_values(l),
+            ingest_bytes: self.ingest_bytes.with_label_values(l),
+            reconnects: detached_counter(),
+            egress_packets: self.egress_packets.with_label_values(l),
+            egress_bytes: self.egress_bytes.with_label_values(l),
+            egress_dropped: self.egress_dropped.with_label_values(l),
+            keyframe_requests: self.keyframe_requests.with_label_values(l),
+            gop_cache_bytes: detached_gauge(),
+            gop_cache_replays: self.gop_cache_replays.with_label_values(l),
+            quality: self.viewer_quality.camera(LABEL),
+            frame_rate: detached_float(),
+            keyframe_interval: detached_float(),
+            pipeline_errors: std::array::from_fn(|_| detached_counter()),
         }
     }
 

@@ -6,6 +6,8 @@ pub mod batch_sender;
 pub mod deadline_queue;
 pub mod egress_shard;
 pub mod keyframe_feedback;
+pub mod publisher_peer;
+pub mod publisher_session;
 pub mod rtcp_quality;
 pub mod rtp_rewriter;
 pub mod stall_hook;
@@ -46,6 +48,17 @@ pub struct StartedViewer {
     /// Ends the session when closed or dropped.
     pub close: ViewerCloser,
 }
+
+/// A publisher (a consultation participant's camera and microphone) that was answered and runs.
+pub struct StartedPublisher {
+    /// The SDP answer.
+    pub answer_sdp: String,
+    /// Ends the connection when dropped.
+    pub close: publisher_session::PublisherCloser,
+}
+
+/// Datagrams queued for one publisher's task before the media port drops them.
+const PUBLISHER_INBOX_DATAGRAMS: usize = 1024;
 
 /// Ends its viewer session when closed or dropped (nothing if the session has ended already).
 pub struct ViewerCloser {
@@ -180,6 +193,40 @@ impl WebrtcEngine {
         Ok(Ok(StartedViewer {
             answer_sdp: negotiated.answer_sdp,
             close,
+        }))
+    }
+
+    /// Answers a consultation participant's publish offer and runs its connection in a task of
+    /// its own: its RTP goes to `video` and `audio` (whose subscribers are served like a camera's
+    /// viewers), and `video`'s keyframe requests reach the browser as PLIs. `on_end` runs when it
+    /// ends. Errors as for [`WebrtcEngine::start_viewer`]. Call it inside the async runtime.
+    pub fn start_publisher(
+        &self,
+        offer_sdp: &str,
+        video: Arc<CameraFeed>,
+        audio: Arc<CameraFeed>,
+        on_end: impl FnOnce(EndReason) + Send + 'static,
+    ) -> Result<Result<StartedPublisher, OfferError>, PeerSetupError> {
+        let negotiated = match publisher_peer::negotiate_publisher(
+            offer_sdp,
+            &self.transport.local_addrs(),
+            &self.public_ips,
+        )? {
+            Ok(negotiated) => negotiated,
+            Err(e) => return Ok(Err(e)),
+        };
+        let key = self.next_key.fetch_add(1, Ordering::Relaxed);
+        let (inbox, inbox_rx) = mpsc::channel(PUBLISHER_INBOX_DATAGRAMS);
+        self.transport.register(key, negotiated.ice_ufrag, inbox);
+        let (control, control_rx) = mpsc::unbounded_channel();
+        video.set_keyframe_source(Arc::new(publisher_session::PublisherKeyframes(
+            control.clone(),
+        )));
+        let session = publisher_session::PublisherSession::new(negotiated.peer, video, audio);
+        tokio::spawn(session.run(self.transport.clone(), key, inbox_rx, control_rx, on_end));
+        Ok(Ok(StartedPublisher {
+            answer_sdp: negotiated.answer_sdp,
+            close: publisher_session::PublisherCloser(control),
         }))
     }
 }

@@ -102,14 +102,14 @@ const NACK_HISTORY_PACKETS: u16 = 256;
 pub const MAX_OFFER_BYTES: usize = 64 * 1024;
 
 /// H.264 profiles offered to viewers (packetization-mode 1: the pipelines send FU-A/STAP-A).
-const H264_PROFILES: [(&str, u8); 4] = [
+pub(crate) const H264_PROFILES: [(&str, u8); 4] = [
     ("42e01f", 102),
     ("42001f", 104),
     ("4d001f", 106),
     ("64001f", 108),
 ];
 
-fn random_token(len: usize) -> String {
+pub(crate) fn random_token(len: usize) -> String {
     rand::rng()
         .sample_iter(Alphanumeric)
         .take(len)
@@ -117,7 +117,7 @@ fn random_token(len: usize) -> String {
         .collect()
 }
 
-fn h264_codec(profile: &str) -> RTCRtpCodec {
+pub(crate) fn h264_codec(profile: &str) -> RTCRtpCodec {
     RTCRtpCodec {
         mime_type: MIME_TYPE_H264.to_owned(),
         clock_rate: 90000,
@@ -142,7 +142,7 @@ fn h264_codec(profile: &str) -> RTCRtpCodec {
     }
 }
 
-fn audio_codec(codec: AudioCodec) -> (RTCRtpCodec, u8) {
+pub(crate) fn audio_codec(codec: AudioCodec) -> (RTCRtpCodec, u8) {
     let (mime_type, payload_type, fmtp) = match codec {
         AudioCodec::Opus => (MIME_TYPE_OPUS, 111, "minptime=10;useinbandfec=1"),
         AudioCodec::Pcmu => (MIME_TYPE_PCMU, 0, ""),
@@ -486,7 +486,7 @@ pub fn negotiate(
     }))
 }
 
-fn candidates(
+pub(crate) fn candidates(
     local_addrs: &[SocketAddr],
     public_ips: &[IpAddr],
 ) -> Result<Vec<RTCIceCandidateInit>, rtc::shared::error::Error> {

@@ -1,0 +1,321 @@
+//! A consultation through the gateway, with real WebRTC peers and the real signalling socket (no
+//! browser: `tests/browser_consultation.rs` drives the pages): a clinician starts it with two
+//! invitations; the invitees join from their links, wait, and are admitted; each participant
+//! publishes real H.264 and Opus (webrtc-rs) and subscribes to the others through the gateway,
+//! and each receives ≥ 60 complete frames and the audio of every other. Also: a reused invitation
+//! and an unknown one are refused (410); a waiting invitee cannot publish; a token of another
+//! consultation, or no subprotocol, is refused at the socket; the recording cannot start before
+//! everyone consents; a participant who leaves is gone for the others; the clinician's end
+//! closes everyone's socket. Prints each participant's time from publish to the first frame of
+//! each other participant.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use straja_gateway::auth::Role;
+use support::consultation_client::ConsultationClient;
+use support::gateway_under_test::GatewayUnderTest;
+use support::rtp_publisher::RtpPublisher;
+use support::whep_viewer::WhepViewer;
+
+/// A participant: its signalling, its publisher, its subscriptions (by participant id).
+struct Participant {
+    id: String,
+    signal: ConsultationClient,
+    publisher: Option<RtpPublisher>,
+    subscriptions: Vec<(String, WhepViewer, Instant)>,
+}
+
+impl Participant {
+    async fn publish(&mut self) {
+        let (mut publisher, offer) = RtpPublisher::prepare().await;
+        self.signal
+            .send(json!({ "type": "publish", "sdp": offer }))
+            .await;
+        let answer = self.signal.expect("publish_answer", |_| true).await;
+        publisher
+            .accept_and_send(answer["sdp"].as_str().expect("sdp").to_owned())
+            .await;
+        self.publisher = Some(publisher);
+    }
+
+    async fn subscribe(&mut self, to: &str) {
+        let (mut viewer, offer) = WhepViewer::prepare(true, false).await;
+        let asked = Instant::now();
+        self.signal
+            .send(json!({ "type": "subscribe", "participant": to, "sdp": offer }))
+            .await;
+        let answer = self
+            .signal
+            .expect("subscribe_answer", |m| m["participant"] == to)
+            .await;
+        viewer
+            .accept(answer["sdp"].as_str().expect("sdp").to_owned())
+            .await;
+        self.subscriptions.push((to.to_owned(), viewer, asked));
+    }
+}
+
+async fn create(gateway: &GatewayUnderTest, clinician: &reqwest::Client, labels: &[&str]) -> Value {
+    let invites: Vec<Value> = labels.iter().map(|l| json!({ "label": l })).collect();
+    let response = clinician
+        .post(gateway.url("/api/v1/consultations"))
+        .json(&json!({ "name": "Dr. Ana", "invites": invites }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(response.status(), 201);
+    response.json().await.expect("JSON")
+}
+
+async fn join(gateway: &GatewayUnderTest, invite_url: &str) -> reqwest::Response {
+    let secret = invite_url
+        .split("#invite=")
+        .nth(1)
+        .expect("the secret is in the fragment");
+    gateway
+        .anonymous
+        .post(gateway.url("/api/v1/consultations/join"))
+        .json(&json!({ "invite": secret }))
+        .send()
+        .await
+        .expect("join")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_participants_see_and_hear_each_other_through_the_gateway() {
+    let gateway = GatewayUnderTest::start(&[]).await;
+    let clinician_token = gateway.token("dr.ana", Role::Clinician, &[]);
+    let clinician =
+        support::gateway_under_test::https_client(&gateway.ca_cert, Some(&clinician_token));
+    let created = create(&gateway, &clinician, &["Patient", "Interpreter"]).await;
+    let id = created["id"].as_str().expect("id").to_owned();
+    let invites = created["invites"].as_array().expect("invites").clone();
+    assert_eq!(invites.len(), 2);
+    assert_eq!(invites[0]["label"], "Patient");
+    let patient_url = invites[0]["url"].as_str().expect("url").to_owned();
+    assert!(patient_url.starts_with("/join#invite="), "{patient_url}");
+
+    // Security staff cannot start one; a security token cannot open its socket.
+    let refused = gateway
+        .client
+        .post(gateway.url("/api/v1/consultations"))
+        .json(&json!({}))
+        .send()
+        .await
+        .expect("create as security");
+    assert_eq!(refused.status(), 403);
+
+    let mut host = Participant {
+        id: "p1".into(),
+        signal: ConsultationClient::connect(
+            &gateway.base_url,
+            &gateway.ca_cert,
+            &id,
+            &clinician_token,
+        )
+        .await,
+        publisher: None,
+        subscriptions: Vec::new(),
+    };
+    let welcome = host.signal.expect("welcome", |_| true).await;
+    assert_eq!(welcome["you"], "p1");
+
+    // The invitees join; the links work once.
+    let joined = join(&gateway, &patient_url).await;
+    assert_eq!(joined.status(), 200);
+    let joined: Value = joined.json().await.expect("JSON");
+    assert_eq!(joined["consultation"], id.as_str());
+    let patient_token = joined["token"].as_str().expect("token").to_owned();
+    let reused = join(&gateway, &patient_url).await;
+    assert_eq!(reused.status(), 410, "a used invitation is refused");
+    let unknown = join(&gateway, "/join#invite=00ff").await;
+    assert_eq!(unknown.status(), 410);
+    let joined: Value = join(&gateway, invites[1]["url"].as_str().expect("url"))
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let interpreter_token = joined["token"].as_str().expect("token").to_owned();
+
+    // No subprotocol: refused at the upgrade.
+    let without = ConsultationClient::try_connect(
+        &gateway.base_url,
+        &gateway.ca_cert,
+        &id,
+        &patient_token,
+        false,
+    )
+    .await;
+    assert!(
+        without.is_err_and(|e| e.starts_with("400")),
+        "no subprotocol"
+    );
+
+    let mut patient = Participant {
+        id: "p2".into(),
+        signal: ConsultationClient::connect(
+            &gateway.base_url,
+            &gateway.ca_cert,
+            &id,
+            &patient_token,
+        )
+        .await,
+        publisher: None,
+        subscriptions: Vec::new(),
+    };
+    let welcome = patient.signal.expect("welcome", |_| true).await;
+    assert_eq!(welcome["you"], "p2");
+    assert_eq!(welcome["participants"][0]["presence"], "waiting");
+    host.signal
+        .expect("participant", |m| {
+            m["participant"]["id"] == "p2" && m["participant"]["presence"] == "waiting"
+        })
+        .await;
+    // Waiting: publishing is refused.
+    patient
+        .signal
+        .send(json!({ "type": "publish", "sdp": "v=0" }))
+        .await;
+    let refused = patient.signal.expect("error", |_| true).await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("waiting room"),
+        "{refused}"
+    );
+
+    let mut interpreter = Participant {
+        id: "p3".into(),
+        signal: ConsultationClient::connect(
+            &gateway.base_url,
+            &gateway.ca_cert,
+            &id,
+            &interpreter_token,
+        )
+        .await,
+        publisher: None,
+        subscriptions: Vec::new(),
+    };
+    interpreter.signal.expect("welcome", |_| true).await;
+    for guest in ["p2", "p3"] {
+        host.signal
+            .send(json!({ "type": "admit", "participant": guest }))
+            .await;
+    }
+    patient
+        .signal
+        .expect("participant", |m| {
+            m["participant"]["id"] == "p2" && m["participant"]["presence"] == "admitted"
+        })
+        .await;
+
+    // Everyone publishes; everyone subscribes to everyone else.
+    host.publish().await;
+    patient.publish().await;
+    interpreter.publish().await;
+    let everyone = ["p1", "p2", "p3"];
+    for participant in [&mut host, &mut patient, &mut interpreter] {
+        for other in everyone {
+            if other != participant.id {
+                participant
+                    .signal
+                    .expect("participant", |m| {
+                        m["participant"]["id"] == other && m["participant"]["publishing"] == true
+                    })
+                    .await;
+                participant.subscribe(other).await;
+            }
+        }
+    }
+    let mut report = Vec::new();
+    for participant in [&host, &patient, &interpreter] {
+        for (of, viewer, asked) in &participant.subscriptions {
+            let reception = viewer.wait_for_frames(60, Duration::from_secs(20)).await;
+            assert!(
+                reception.complete_frames >= 60,
+                "{} got {} frames of {of}: {reception:?}",
+                participant.id,
+                reception.complete_frames
+            );
+            assert!(
+                reception.audio_packets >= 25,
+                "{} heard {of}: {reception:?}",
+                participant.id
+            );
+            assert_eq!(reception.first_frame_was_keyframe, Some(true));
+            let first = reception.first_frame_at.expect("a first frame");
+            report.push(format!(
+                "{}←{of} {} ms",
+                participant.id,
+                first.duration_since(*asked).as_millis()
+            ));
+        }
+    }
+    println!(
+        "consultation: subscribe to first frame: {}",
+        report.join(", ")
+    );
+
+    // Recording waits for everyone's consent.
+    host.signal
+        .send(json!({ "type": "record", "on": true }))
+        .await;
+    let refused = host
+        .signal
+        .expect("error", |m| {
+            m["message"].as_str().unwrap_or("").contains("consent")
+        })
+        .await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("p1, p2, p3"),
+        "{refused}"
+    );
+
+    // Chat reaches everyone admitted.
+    patient
+        .signal
+        .send(json!({ "type": "chat", "text": "good morning" }))
+        .await;
+    interpreter
+        .signal
+        .expect("chat", |m| m["from"] == "p2" && m["text"] == "good morning")
+        .await;
+
+    // The interpreter leaves: gone for the others, their subscriptions to it end.
+    interpreter.signal.send(json!({ "type": "leave" })).await;
+    host.signal
+        .expect("participant_left", |m| m["participant"] == "p3")
+        .await;
+    interpreter.signal.closed().await;
+
+    // The clinician ends it: every socket closes, and it is gone.
+    host.signal.send(json!({ "type": "end" })).await;
+    let last = patient.signal.closed().await;
+    assert!(last.iter().any(|m| m["type"] == "ended"), "{last:#?}");
+    let gone = ConsultationClient::try_connect(
+        &gateway.base_url,
+        &gateway.ca_cert,
+        &id,
+        &patient_token,
+        true,
+    )
+    .await;
+    assert!(
+        gone.is_err_and(|e| e.starts_with("404")),
+        "an ended consultation's socket"
+    );
+    for publisher in [host.publisher, patient.publisher, interpreter.publisher]
+        .into_iter()
+        .flatten()
+    {
+        publisher.close().await;
+    }
+    gateway.shutdown().await;
+}
