@@ -79,6 +79,9 @@ pub struct Room {
     max_participants: usize,
     recording: RecordingState,
     ended: bool,
+    /// Whether the runtime can record (until consultation recording lands: no, and `record`
+    /// says so rather than showing an indicator over nothing).
+    recording_available: bool,
 }
 
 fn error(to: &str, message: impl Into<String>) -> Effect {
@@ -109,8 +112,10 @@ impl Room {
             max_participants: max_participants.max(1),
             recording: RecordingState::Off,
             ended: false,
+            recording_available: false,
         }
     }
+
 
     /// Adds a guest named `name` (from their invite), waiting to be admitted; returns their id.
     pub fn add_guest(&mut self, name: &str) -> Result<ParticipantId, JoinError> {
@@ -465,6 +470,13 @@ impl Room {
                 ),
             )];
         }
+        if !self.recording_available {
+            return vec![error(
+                from,
+                "everyone has consented, but this gateway cannot record consultations yet: \
+                 nothing is being recorded",
+            )];
+        }
         self.recording = RecordingState::On;
         let mut effects = vec![Effect::Recording(true)];
         effects.extend(self.to_admitted(
@@ -636,6 +648,7 @@ mod tests {
     #[test]
     fn recording_needs_everyone_s_consent_and_stops_for_a_newcomer_who_has_not() {
         let mut room = room_with(&["Patient"]);
+        room.recording_available = true;
         let effects = room.handle(HOST, ClientMessage::Record { on: true });
         assert!(
             matches!(sent_to(&effects, HOST)[0], ServerMessage::Error { message } if message.contains("p1, p2"))
@@ -667,6 +680,19 @@ mod tests {
         );
         assert!(effects.contains(&Effect::Recording(false)));
         assert_eq!(room.recording(), RecordingState::Off);
+    }
+
+    #[test]
+    fn without_a_recorder_consent_does_not_turn_the_indicator_on() {
+        let mut room = room_with(&["Patient"]);
+        room.handle(HOST, ClientMessage::Consent);
+        room.handle("p2", ClientMessage::Consent);
+        let effects = room.handle(HOST, ClientMessage::Record { on: true });
+        assert!(
+            matches!(sent_to(&effects, HOST)[0], ServerMessage::Error { message } if message.contains("cannot record"))
+        );
+        assert_eq!(room.recording(), RecordingState::Off);
+        assert!(!effects.contains(&Effect::Recording(true)));
     }
 
     #[test]
