@@ -260,6 +260,26 @@ async fn three_participants_see_and_hear_each_other_through_the_gateway() {
         report.join(", ")
     );
 
+    // The clinician's network blips: their page re-publishes on a fresh connection. The others'
+    // subscriptions to them carry on (the gateway asks the new connection for a keyframe).
+    let old = host.publisher.take().expect("publishing");
+    let before = patient.subscriptions[0].1.reception().complete_frames;
+    old.close().await;
+    let republished = Instant::now();
+    host.publish().await;
+    let after = patient.subscriptions[0]
+        .1
+        .wait_for_frames(before + 30, Duration::from_secs(20))
+        .await;
+    assert!(
+        after.complete_frames >= before + 30,
+        "the patient's view of the clinician did not resume after the re-publish: {after:?}"
+    );
+    println!(
+        "consultation: re-publish to the patient's next 30 frames of it: {} ms",
+        republished.elapsed().as_millis()
+    );
+
     // Recording waits for everyone's consent.
     host.signal
         .send(json!({ "type": "record", "on": true }))

@@ -116,7 +116,6 @@ impl Room {
         }
     }
 
-
     /// Adds a guest named `name` (from their invite), waiting to be admitted; returns their id.
     pub fn add_guest(&mut self, name: &str) -> Result<ParticipantId, JoinError> {
         if self.ended {
