@@ -60,6 +60,27 @@ pub const RULES: &[RouteRule] = &[
         path: "/recordings.js",
         access: Access::Public,
     },
+    // The consultation pages: static files with no data (the invite stays in the fragment).
+    RouteRule {
+        method: "GET",
+        path: "/consultation",
+        access: Access::Public,
+    },
+    RouteRule {
+        method: "GET",
+        path: "/join",
+        access: Access::Public,
+    },
+    RouteRule {
+        method: "GET",
+        path: "/consultation.js",
+        access: Access::Public,
+    },
+    RouteRule {
+        method: "GET",
+        path: "/consultation.css",
+        access: Access::Public,
+    },
     RouteRule {
         method: "GET",
         path: "/healthz",

@@ -119,6 +119,12 @@ async function signedOut(reason) {
 }
 
 function signedIn(identity) {
+  // Clinicians have no cameras: their page is the consultation page (the sign-in goes with them:
+  // the cookie, or the token in this tab's sessionStorage).
+  if (identity.role === "clinician") {
+    location.assign("/consultation");
+    return Promise.resolve([]);
+  }
   straja.identity = identity;
   straja.csrf = identity.csrf_token || null;
   signinEl.hidden = true;
