@@ -49,7 +49,11 @@ fn expected(method: &str, path: &str, caller: &str) -> Expect {
     use Expect::*;
     let caller = role_of(caller);
     match (method, path) {
-        ("GET", "/" | "/app.css" | "/app.js" | "/recordings.js" | "/healthz") => Ok,
+        (
+            "GET",
+            "/" | "/app.css" | "/app.js" | "/recordings.js" | "/healthz" | "/consultation"
+            | "/join" | "/consultation.js" | "/consultation.css",
+        ) => Ok,
         ("POST", "/api/v1/login" | "/api/v1/logout" | "/api/v1/consultations/join") => Ok,
         ("OPTIONS", _) => Ok,
         _ if caller == "anonymous" || caller == "forged" => Unauthorized,
