@@ -260,6 +260,15 @@ async fn three_participants_see_and_hear_each_other_through_the_gateway() {
         report.join(", ")
     );
 
+    // Everyone's join time (entering the call to the first subscription answered) was measured.
+    let joins = gateway
+        .running
+        .gateway()
+        .metrics
+        .consultation_join_seconds
+        .get_sample_count();
+    assert_eq!(joins, 3, "one join time per participant");
+
     // The clinician's network blips: their page re-publishes on a fresh connection. The others'
     // subscriptions to them carry on (the gateway asks the new connection for a keyframe).
     let old = host.publisher.take().expect("publishing");

@@ -22,6 +22,10 @@ use crate::webrtc::ViewerCloser;
 use crate::webrtc::publisher_session::PublisherCloser;
 use crate::webrtc::whep_peer::AudioCodec;
 
+/// How long a participant whose signalling connection was lost keeps their place (and the
+/// others their view of them) before being removed.
+pub const AWAY_LIMIT: Duration = Duration::from_secs(120);
+
 /// What a participant's WebSocket task is asked to do.
 #[derive(Debug)]
 pub enum Outbound {
@@ -54,6 +58,8 @@ struct State {
     links: HashMap<ParticipantId, Link>,
     media: HashMap<ParticipantId, Media>,
     next_link: u64,
+    /// When each participant entered the call, until their first subscription is answered.
+    entered: HashMap<ParticipantId, std::time::Instant>,
 }
 
 /// One running consultation.
@@ -155,6 +161,7 @@ impl Consultations {
                 links: HashMap::new(),
                 media: HashMap::new(),
                 next_link: 0,
+                entered: HashMap::new(),
             }),
         });
         lock(&self.rooms).insert(consultation.id.clone(), consultation.clone());
@@ -285,6 +292,19 @@ impl Consultation {
         self.apply(gateway, &mut state, effects);
     }
 
+    /// Removes `participant` if they are still away (no signalling link): their connection was
+    /// lost [`AWAY_LIMIT`] ago and they did not come back. The clinician gone that long ends the
+    /// consultation.
+    pub fn remove_if_away(&self, gateway: &Gateway, participant: &str) {
+        let mut state = lock(&self.state);
+        if state.links.contains_key(participant) || !state.room.contains(participant) {
+            return;
+        }
+        tracing::info!(consultation = %short(&self.id), %participant, "participant away too long: removed");
+        let effects = state.room.remove(participant);
+        self.apply(gateway, &mut state, effects);
+    }
+
     /// Ends it for everyone.
     pub fn end(&self, gateway: &Gateway, reason: &str) {
         let mut state = lock(&self.state);
@@ -327,6 +347,9 @@ impl Consultation {
                     if let Some(link) = state.links.remove(&participant) {
                         let _ = link.outbound.send(Outbound::Close);
                     }
+                }
+                Effect::Entered(participant) => {
+                    state.entered.insert(participant, std::time::Instant::now());
                 }
                 Effect::Ended => {
                     state.media.clear();
@@ -428,6 +451,12 @@ impl Consultation {
         );
         match started {
             Ok(Ok(started)) => {
+                if let Some(entered) = state.entered.remove(participant) {
+                    gateway
+                        .metrics
+                        .consultation_join_seconds
+                        .observe(entered.elapsed().as_secs_f64());
+                }
                 Self::media(gateway, state, participant)
                     .subscriptions
                     .insert(of.to_owned(), started.close);

@@ -50,6 +50,9 @@ pub enum Effect {
     Recording(bool),
     /// Close `participant`'s signalling connection (after the messages before it).
     Disconnect(ParticipantId),
+    /// `participant` entered the call (admitted; the host: its first connection), for the join
+    /// time.
+    Entered(ParticipantId),
     /// The consultation is over: everyone was told; drop all media and forget the room.
     Ended,
 }
@@ -69,6 +72,8 @@ pub enum JoinError {
 struct Member {
     info: ParticipantInfo,
     connected: bool,
+    /// Has been in the call (connected while admitted) at least once.
+    entered: bool,
 }
 
 /// One consultation.
@@ -107,6 +112,7 @@ impl Room {
                     consented: false,
                 },
                 connected: false,
+                entered: false,
             }],
             next_id: 2,
             max_participants: max_participants.max(1),
@@ -136,6 +142,7 @@ impl Room {
                 consented: false,
             },
             connected: false,
+            entered: false,
         });
         Ok(id)
     }
@@ -205,12 +212,19 @@ impl Room {
         let Some(member) = self.member_mut(id) else {
             return Vec::new();
         };
+        let first = !member.entered && member.info.presence != Presence::Waiting;
         member.connected = true;
         if member.info.presence == Presence::Away {
             member.info.presence = Presence::Admitted;
         }
+        if member.info.presence == Presence::Admitted {
+            member.entered = true;
+        }
         let info = member.info.clone();
         let mut effects = Vec::new();
+        if first {
+            effects.push(Effect::Entered(id.to_owned()));
+        }
         let participants = if info.presence == Presence::Waiting {
             vec![info.clone()]
         } else {
@@ -413,8 +427,13 @@ impl Room {
         } else {
             Presence::Away
         };
+        let entered = member.connected;
+        member.entered = entered;
         let consented = member.info.consented;
         let mut effects = Vec::new();
+        if entered {
+            effects.push(Effect::Entered(id.to_owned()));
+        }
         let others: Vec<ParticipantInfo> = self
             .members
             .iter()
@@ -533,6 +552,15 @@ mod tests {
         assert!(
             matches!(sent_to(&welcome, HOST)[0], ServerMessage::Welcome { you, .. } if you == HOST)
         );
+        assert!(
+            welcome.contains(&Effect::Entered(HOST.into())),
+            "the host enters at once"
+        );
+        room.disconnect(HOST);
+        assert!(
+            !room.connect(HOST).contains(&Effect::Entered(HOST.into())),
+            "only once"
+        );
         let guest = room.add_guest("Patient").unwrap();
         assert_eq!(guest, "p2");
         let effects = room.connect(&guest);
@@ -567,13 +595,14 @@ mod tests {
             sent_to(&effects, &guest)[0],
             ServerMessage::Error { .. }
         ));
-        // Admitted: both sides learn of each other.
+        // Admitted: both sides learn of each other, and the guest's join time starts.
         let effects = room.handle(
             HOST,
             ClientMessage::Admit {
                 participant: guest.clone(),
             },
         );
+        assert!(effects.contains(&Effect::Entered(guest.clone())));
         assert!(sent_to(&effects, &guest).iter().any(
             |m| matches!(m, ServerMessage::Participant { participant } if participant.id == HOST)
         ));

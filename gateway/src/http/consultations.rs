@@ -352,6 +352,12 @@ async fn run_link(
     }
     consultation.disconnect(&gateway, &participant, link);
     export_gauges(&gateway);
+    // A page that does not come back within the limit is removed (bounded: one timer).
+    tokio::spawn(async move {
+        tokio::time::sleep(crate::consultation::registry::AWAY_LIMIT).await;
+        consultation.remove_if_away(&gateway, &participant);
+        export_gauges(&gateway);
+    });
 }
 
 /// Keeps `straja_consultations` and `straja_consultation_participants` current.

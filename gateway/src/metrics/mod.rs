@@ -126,6 +126,9 @@ pub struct Metrics {
     pub consultations: IntGauge,
     /// `straja_consultation_participants`: participants connected to a consultation now.
     pub consultation_participants: IntGauge,
+    /// `straja_consultation_join_seconds`: from a participant entering the call to their first
+    /// subscription answered.
+    pub consultation_join_seconds: Histogram,
 }
 
 impl Metrics {
@@ -371,6 +374,16 @@ impl Metrics {
                 "Participants connected to a consultation now (the clinician included).",
             )
             .expect("valid metric"),
+            consultation_join_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "straja_consultation_join_seconds",
+                    "Time from a participant entering a consultation's call (admitted; the \
+                     clinician: connected) to their first subscription to another participant \
+                     answered.",
+                )
+                .buckets(vec![0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+            )
+            .expect("valid metric"),
             registry,
         };
         let families: [Box<dyn prometheus::core::Collector>; 30] = [
@@ -416,6 +429,7 @@ impl Metrics {
             Box::new(metrics.audit_write_failures.clone()),
             Box::new(metrics.consultations.clone()),
             Box::new(metrics.consultation_participants.clone()),
+            Box::new(metrics.consultation_join_seconds.clone()),
             // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
