@@ -20,7 +20,7 @@ main() {
 
     # Benchmarks print figures; quick mode keeps CI short. They fail only if the path breaks.
     local bench
-    for bench in hub_fanout srtp_protect rtcp_handling time_to_first_frame gateway_load relay_load recording_overhead metrics_cost; do
+    for bench in hub_fanout srtp_protect rtcp_handling time_to_first_frame gateway_load relay_load recording_overhead metrics_cost consultation_load; do
         say "cargo bench --bench ${bench} -- --quick"
         cargo bench --bench "${bench}" -- --quick
     done

@@ -16,73 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use straja_gateway::auth::Role;
 use support::consultation_client::ConsultationClient;
+use support::consultation_participant::{Participant, create, join};
 use support::gateway_under_test::GatewayUnderTest;
-use support::rtp_publisher::RtpPublisher;
-use support::whep_viewer::WhepViewer;
-
-/// A participant: its signalling, its publisher, its subscriptions (by participant id).
-struct Participant {
-    id: String,
-    signal: ConsultationClient,
-    publisher: Option<RtpPublisher>,
-    subscriptions: Vec<(String, WhepViewer, Instant)>,
-}
-
-impl Participant {
-    async fn publish(&mut self) {
-        let (mut publisher, offer) = RtpPublisher::prepare().await;
-        self.signal
-            .send(json!({ "type": "publish", "sdp": offer }))
-            .await;
-        let answer = self.signal.expect("publish_answer", |_| true).await;
-        publisher
-            .accept_and_send(answer["sdp"].as_str().expect("sdp").to_owned())
-            .await;
-        self.publisher = Some(publisher);
-    }
-
-    async fn subscribe(&mut self, to: &str) {
-        let (mut viewer, offer) = WhepViewer::prepare(true, false).await;
-        let asked = Instant::now();
-        self.signal
-            .send(json!({ "type": "subscribe", "participant": to, "sdp": offer }))
-            .await;
-        let answer = self
-            .signal
-            .expect("subscribe_answer", |m| m["participant"] == to)
-            .await;
-        viewer
-            .accept(answer["sdp"].as_str().expect("sdp").to_owned())
-            .await;
-        self.subscriptions.push((to.to_owned(), viewer, asked));
-    }
-}
-
-async fn create(gateway: &GatewayUnderTest, clinician: &reqwest::Client, labels: &[&str]) -> Value {
-    let invites: Vec<Value> = labels.iter().map(|l| json!({ "label": l })).collect();
-    let response = clinician
-        .post(gateway.url("/api/v1/consultations"))
-        .json(&json!({ "name": "Dr. Ana", "invites": invites }))
-        .send()
-        .await
-        .expect("create");
-    assert_eq!(response.status(), 201);
-    response.json().await.expect("JSON")
-}
-
-async fn join(gateway: &GatewayUnderTest, invite_url: &str) -> reqwest::Response {
-    let secret = invite_url
-        .split("#invite=")
-        .nth(1)
-        .expect("the secret is in the fragment");
-    gateway
-        .anonymous
-        .post(gateway.url("/api/v1/consultations/join"))
-        .json(&json!({ "invite": secret }))
-        .send()
-        .await
-        .expect("join")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_participants_see_and_hear_each_other_through_the_gateway() {
@@ -90,7 +25,7 @@ async fn three_participants_see_and_hear_each_other_through_the_gateway() {
     let clinician_token = gateway.token("dr.ana", Role::Clinician, &[]);
     let clinician =
         support::gateway_under_test::https_client(&gateway.ca_cert, Some(&clinician_token));
-    let created = create(&gateway, &clinician, &["Patient", "Interpreter"]).await;
+    let created = create(&gateway.base_url, &clinician, &["Patient", "Interpreter"]).await;
     let id = created["id"].as_str().expect("id").to_owned();
     let invites = created["invites"].as_array().expect("invites").clone();
     assert_eq!(invites.len(), 2);
@@ -124,20 +59,24 @@ async fn three_participants_see_and_hear_each_other_through_the_gateway() {
     assert_eq!(welcome["you"], "p1");
 
     // The invitees join; the links work once.
-    let joined = join(&gateway, &patient_url).await;
+    let joined = join(&gateway.base_url, &gateway.anonymous, &patient_url).await;
     assert_eq!(joined.status(), 200);
     let joined: Value = joined.json().await.expect("JSON");
     assert_eq!(joined["consultation"], id.as_str());
     let patient_token = joined["token"].as_str().expect("token").to_owned();
-    let reused = join(&gateway, &patient_url).await;
+    let reused = join(&gateway.base_url, &gateway.anonymous, &patient_url).await;
     assert_eq!(reused.status(), 410, "a used invitation is refused");
-    let unknown = join(&gateway, "/join#invite=00ff").await;
+    let unknown = join(&gateway.base_url, &gateway.anonymous, "/join#invite=00ff").await;
     assert_eq!(unknown.status(), 410);
-    let joined: Value = join(&gateway, invites[1]["url"].as_str().expect("url"))
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let joined: Value = join(
+        &gateway.base_url,
+        &gateway.anonymous,
+        invites[1]["url"].as_str().expect("url"),
+    )
+    .await
+    .json()
+    .await
+    .expect("JSON");
     let interpreter_token = joined["token"].as_str().expect("token").to_owned();
 
     // No subprotocol: refused at the upgrade.

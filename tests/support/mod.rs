@@ -1,6 +1,8 @@
 //! Shared helpers for Straja's integration tests; include with `mod support;`.
 //!
 //! - [`consultation_client`]: a consultation participant's signalling socket (wss, JSON).
+//! - [`consultation_participant`]: a whole participant (signalling, publisher, subscriptions)
+//!   and the API calls that start and join a consultation.
 //! - [`rtp_publisher`]: a participant's publishing webrtc-rs peer (real H.264 and Opus).
 //! - [`chromium`]: headless Chromium driven over the DevTools protocol (WebRTC/WHEP playback).
 //! - [`gateway_process`]: the `straja` binary in its own (optionally pinned) process, measured
@@ -15,6 +17,7 @@
 
 pub mod chromium;
 pub mod consultation_client;
+pub mod consultation_participant;
 pub mod gateway_process;
 pub mod gateway_under_test;
 pub mod notify_listener;
