@@ -192,21 +192,10 @@ fn tls_client(
     gateway: &GatewayProcess,
     tcp: std::net::TcpStream,
 ) -> rustls::StreamOwned<rustls::ClientConnection, std::net::TcpStream> {
-    let pem = std::fs::read(&gateway.ca_cert).expect("CA");
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-        roots.add(cert.expect("CA cert")).expect("CA added");
-    }
-    let config = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .expect("protocols")
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    let name =
-        rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
-    let connection =
-        rustls::ClientConnection::new(std::sync::Arc::new(config), name).expect("TLS client");
+    let connection = rustls::ClientConnection::new(
+        support::tls_client::trusting(&gateway.ca_cert),
+        support::tls_client::loopback(),
+    )
+    .expect("TLS client");
     rustls::StreamOwned::new(connection, tcp)
 }

@@ -2,7 +2,6 @@
 //! (`straja.consultation.v1`, the token as a `bearer.` subprotocol) over TLS to the gateway,
 //! sending and receiving the protocol's JSON messages.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
@@ -42,22 +41,8 @@ impl ConsultationClient {
         let tcp = tokio::net::TcpStream::connect(&host)
             .await
             .map_err(|e| e.to_string())?;
-        let pem = std::fs::read(ca_cert).expect("CA");
-        let mut roots = rustls::RootCertStore::empty();
-        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
-            roots.add(cert.expect("CA cert")).expect("CA added");
-        }
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("protocols")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        let name =
-            rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
+        let tls = tokio_rustls::TlsConnector::from(super::tls_client::trusting(ca_cert))
+            .connect(super::tls_client::loopback(), tcp)
             .await
             .map_err(|e| e.to_string())?;
         let mut request = format!("wss://{host}/api/v1/consultations/{id}/signal")

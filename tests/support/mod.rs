@@ -11,6 +11,7 @@
 //! - [`notify_listener`]: the service manager's end of sd_notify (`NOTIFY_SOCKET`), read by a thread.
 //! - [`recordings`]: segment files decrypted with the gateway's key, MP4s checked with ffprobe.
 //! - [`reference_camera`]: the benchmarks' 720p30 2 Mbit/s GOP 1 s camera.
+//! - [`tls_client`]: a rustls client configuration trusting only the test CA.
 //! - [`test_artifacts`]: where tests keep files for people to look at (`target/test-artifacts/`).
 //! - [`whep_viewer`]: an in-process webrtc-rs WHEP viewer that counts complete H.264 frames.
 #![allow(dead_code)]
@@ -25,4 +26,5 @@ pub mod recordings;
 pub mod reference_camera;
 pub mod rtp_publisher;
 pub mod test_artifacts;
+pub mod tls_client;
 pub mod whep_viewer;

@@ -6,21 +6,15 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
-use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
-use rtc::ice::mdns::MulticastDnsMode;
 use rtc::interceptor::{NackGeneratorBuilder, ReceiverReportBuilder, Registry};
 use rtc::peer_connection::RTCPeerConnection;
-use rtc::peer_connection::RTCPeerConnectionBuilder;
-use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::media_engine::MediaEngine;
-use rtc::peer_connection::configuration::setting_engine::SettingEngineBuilder;
 use rtc::peer_connection::sdp::RTCSessionDescription;
-use rtc::peer_connection::transport::{RTCDtlsRole, RTCIceCandidateInit};
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
 
 use super::whep_peer::{
-    AudioCodec, H264_PROFILES, ICE_DISCONNECTED_AFTER, ICE_FAILED_AFTER, MAX_OFFER_BYTES,
-    OfferError, PeerSetupError, audio_codec, candidates, h264_codec, random_token,
+    AudioCodec, H264_PROFILES, MAX_OFFER_BYTES, OfferError, PeerSetupError, answer, audio_codec,
+    build_peer, h264_codec, random_token,
 };
 
 /// A publisher's negotiated connection.
@@ -120,44 +114,15 @@ pub fn negotiate_publisher(
             ReceiverReportBuilder::new().build(),
         );
     let ice_ufrag = random_token(16);
-    let settings = SettingEngineBuilder::new()
-        .with_lite(true)
-        .with_answering_dtls_role(RTCDtlsRole::Client)
-        .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), None)
-        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-        .with_ice_credentials(ice_ufrag.clone(), random_token(32))
-        .with_srtp_protection_profiles(vec![
-            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
-        ])
-        .build();
     let now = Instant::now();
-    let mut peer = RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_setting_engine(settings)
-        .with_media_engine(media_engine)
-        .with_interceptor_registry(registry)
-        .build(now)
-        .map_err(setup)?;
+    let mut peer = build_peer(media_engine, registry, &ice_ufrag, now)?;
     if let Err(e) = peer.set_remote_description(now, offer) {
         return Ok(Err(OfferError::Unacceptable(e.to_string())));
     }
-    for candidate in candidates(local_addrs, public_ips).map_err(setup)? {
-        peer.add_local_candidate(candidate).map_err(setup)?;
-    }
-    peer.add_local_candidate(RTCIceCandidateInit::default())
-        .map_err(setup)?;
-    let answer = match peer.create_answer(None) {
-        Ok(answer) => answer,
-        Err(e) => return Ok(Err(OfferError::Unacceptable(e.to_string()))),
+    let answer_sdp = match answer(&mut peer, local_addrs, public_ips)? {
+        Ok(sdp) => sdp,
+        Err(e) => return Ok(Err(e)),
     };
-    if let Err(e) = peer.set_local_description(Instant::now(), answer) {
-        return Ok(Err(OfferError::Unacceptable(e.to_string())));
-    }
-    let answer_sdp = peer
-        .local_description()
-        .map(|d| d.sdp)
-        .ok_or_else(|| PeerSetupError::new("no local description after answering"))?;
     if !answer_sdp
         .lines()
         .any(|l| (l.starts_with("m=video ") || l.starts_with("m=audio ")) && !l.contains(" 0 "))

@@ -270,6 +270,64 @@ fn precheck(offer: &str, video: VideoCodec) -> Result<(), OfferError> {
     Ok(())
 }
 
+/// A peer connection on the shared media port as the gateway answers every offer: ICE-lite with
+/// credentials `ice_ufrag` (datagrams are routed by it) and a fresh password, the gateway as DTLS
+/// client, short ICE timeouts, no mDNS, SRTP with AES-GCM preferred.
+pub(crate) fn build_peer(
+    media_engine: MediaEngine,
+    registry: Registry,
+    ice_ufrag: &str,
+    now: Instant,
+) -> Result<RTCPeerConnection, PeerSetupError> {
+    let settings = SettingEngineBuilder::new()
+        .with_lite(true)
+        // DTLS client: send ClientHello the moment ICE succeeds instead of waiting for the
+        // peer's (webrtc-rs peers queue theirs for ~200 ms; Chromium's is quicker, still later).
+        .with_answering_dtls_role(RTCDtlsRole::Client)
+        // A browser sends RTCP every second or so: 4 s of silence is "disconnected" (media
+        // paused), 6 s more is "failed" (session ended, everything freed), instead of 5 + 25 s.
+        .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), None)
+        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
+        .with_ice_credentials(ice_ufrag.to_owned(), random_token(32))
+        .with_srtp_protection_profiles(vec![
+            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
+            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
+        ])
+        .build();
+    RTCPeerConnectionBuilder::new()
+        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_setting_engine(settings)
+        .with_media_engine(media_engine)
+        .with_interceptor_registry(registry)
+        .build(now)
+        .map_err(|e| PeerSetupError(e.to_string()))
+}
+
+/// Adds the media port's candidates to `peer` (remote description set), answers, and returns the
+/// answer's SDP; an offer the connection cannot answer is the client's mistake.
+pub(crate) fn answer(
+    peer: &mut RTCPeerConnection,
+    local_addrs: &[SocketAddr],
+    public_ips: &[IpAddr],
+) -> Result<Result<String, OfferError>, PeerSetupError> {
+    let setup = |e: rtc::shared::error::Error| PeerSetupError(e.to_string());
+    for candidate in candidates(local_addrs, public_ips).map_err(setup)? {
+        peer.add_local_candidate(candidate).map_err(setup)?;
+    }
+    peer.add_local_candidate(RTCIceCandidateInit::default())
+        .map_err(setup)?;
+    let answer = match peer.create_answer(None) {
+        Ok(answer) => answer,
+        Err(e) => return Ok(Err(OfferError::Unacceptable(e.to_string()))),
+    };
+    if let Err(e) = peer.set_local_description(Instant::now(), answer) {
+        return Ok(Err(OfferError::Unacceptable(e.to_string())));
+    }
+    peer.local_description()
+        .map(|d| Ok(d.sdp))
+        .ok_or_else(|| PeerSetupError("no local description after answering".into()))
+}
+
 /// Negotiates a viewer's session from its offer. `local_addrs` are the media sockets' addresses;
 /// `public_ips` are announced (server-reflexive, based on the first socket) when behind 1:1 NAT.
 ///
@@ -327,29 +385,8 @@ pub fn negotiate(
     let registry = viewer_interceptors();
 
     let ice_ufrag = random_token(16);
-    let settings = SettingEngineBuilder::new()
-        .with_lite(true)
-        // DTLS client: send ClientHello the moment ICE succeeds instead of waiting for the
-        // viewer's (webrtc-rs viewers queue theirs for ~200 ms; Chromium's is quicker, still later).
-        .with_answering_dtls_role(RTCDtlsRole::Client)
-        // A viewer sends RTCP every second or so: 4 s of silence is "disconnected" (media paused),
-        // 6 s more is "failed" (session ended, everything freed), instead of 5 + 25 s by default.
-        .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), None)
-        .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-        .with_ice_credentials(ice_ufrag.clone(), random_token(32))
-        .with_srtp_protection_profiles(vec![
-            SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-            SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
-        ])
-        .build();
     let now = Instant::now();
-    let mut peer = RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
-        .with_setting_engine(settings)
-        .with_media_engine(media_engine)
-        .with_interceptor_registry(registry)
-        .build(now)
-        .map_err(setup)?;
+    let mut peer = build_peer(media_engine, registry, &ice_ufrag, now)?;
 
     if let Err(e) = peer.set_remote_description(now, offer) {
         return Ok(Err(OfferError::Unacceptable(e.to_string())));
@@ -406,23 +443,10 @@ pub fn negotiate(
         None => None,
     };
 
-    for candidate in candidates(local_addrs, public_ips).map_err(setup)? {
-        peer.add_local_candidate(candidate).map_err(setup)?;
-    }
-    peer.add_local_candidate(RTCIceCandidateInit::default())
-        .map_err(setup)?;
-
-    let answer = match peer.create_answer(None) {
-        Ok(answer) => answer,
-        Err(e) => return Ok(Err(OfferError::Unacceptable(e.to_string()))),
+    let answer_sdp = match answer(&mut peer, local_addrs, public_ips)? {
+        Ok(sdp) => sdp,
+        Err(e) => return Ok(Err(e)),
     };
-    if let Err(e) = peer.set_local_description(Instant::now(), answer) {
-        return Ok(Err(OfferError::Unacceptable(e.to_string())));
-    }
-    let answer_sdp = peer
-        .local_description()
-        .map(|d| d.sdp)
-        .ok_or_else(|| PeerSetupError("no local description after answering".into()))?;
     // rtc leaves a section it cannot match (no `a=mid`, no direction attribute) out of the answer
     // without an error: such an answer has no video (nor ICE credentials) and could never connect.
     if !answer_sdp
