@@ -256,6 +256,23 @@ async fn three_participants_see_and_hear_each_other_through_the_gateway() {
         .expect("chat", |m| m["from"] == "p2" && m["text"] == "good morning")
         .await;
 
+    // A page that floods the socket is cut off past the bound (the consultation goes on).
+    for i in 0..60 {
+        patient
+            .signal
+            .send(json!({ "type": "chat", "text": format!("spam {i}") }))
+            .await;
+    }
+    patient
+        .signal
+        .expect("error", |m| {
+            m["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("too many messages")
+        })
+        .await;
+
     // The interpreter leaves: gone for the others, their subscriptions to it end.
     interpreter.signal.send(json!({ "type": "leave" })).await;
     host.signal

@@ -6,9 +6,11 @@
 //! - [`protocol`]: the signalling messages (JSON over a WebSocket, versioned by subprotocol);
 //! - [`room`]: one consultation's state machine (no sockets, no media);
 //! - [`invite`]: single-use, expiring invitations;
-//! - [`registry`]: the running consultations, their signalling links and their media.
+//! - [`registry`]: the running consultations, their signalling links and their media;
+//! - [`message_rate`]: how fast one page may send.
 
 pub mod invite;
+pub mod message_rate;
 pub mod protocol;
 pub mod registry;
 pub mod room;

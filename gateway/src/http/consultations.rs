@@ -29,6 +29,7 @@ use super::whep::body_error;
 use crate::audit::{Action, AuditEvent, Outcome};
 use crate::auth::{Claims, Role};
 use crate::consultation::invite::validate_label;
+use crate::consultation::message_rate::{MAX_MESSAGES, MessageRate};
 use crate::consultation::protocol::{ClientMessage, MAX_MESSAGE_BYTES, SUBPROTOCOL, ServerMessage};
 use crate::consultation::registry::{Outbound, short};
 use crate::consultation::room::HOST;
@@ -312,9 +313,20 @@ async fn run_link(
 ) {
     let (link, mut outbound) = consultation.connect(&gateway, &participant);
     export_gauges(&gateway);
+    let mut rate = MessageRate::new(std::time::Instant::now());
     loop {
         tokio::select! {
             incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Text(_))) if !rate.allow(std::time::Instant::now()) => {
+                    let error = ServerMessage::Error {
+                        message: format!(
+                            "too many messages: at most {MAX_MESSAGES} a second; this one was dropped"
+                        ),
+                    };
+                    if socket.send(Message::Text(error.to_text().into())).await.is_err() {
+                        break;
+                    }
+                }
                 Some(Ok(Message::Text(text))) => match ClientMessage::parse(text.as_str()) {
                     Ok(ClientMessage::End) if participant == HOST => {
                         consultation.end(&gateway, "the clinician ended the consultation");
