@@ -110,3 +110,63 @@ async fn without_credentials_the_keys_live_in_the_state_directory() {
         assert!(status.success(), "{status:?}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tls_certificate_and_key_can_be_credentials() {
+    // A certificate from another CA, handed over only as credentials.
+    let credentials = tempfile::tempdir().expect("temp dir");
+    let other_ca = tempfile::tempdir().expect("temp dir");
+    straja_gateway::tls::init_dev_certificates(other_ca.path()).expect("certs");
+    for (name, file) in [("server.crt", "server.crt"), ("server.key", "server.key")] {
+        let bytes = std::fs::read(other_ca.path().join(file)).expect("cert file");
+        credential(credentials.path(), name, &bytes);
+    }
+    let mut gateway = start_with_credentials(credentials.path()).await;
+    let text = std::fs::read_to_string(&gateway.config).expect("config");
+    let cert_line = text
+        .lines()
+        .find(|l| l.starts_with("tls_cert"))
+        .expect("tls_cert")
+        .to_owned();
+    let key_line = text
+        .lines()
+        .find(|l| l.starts_with("tls_key"))
+        .expect("tls_key")
+        .to_owned();
+    let text = text
+        .replace(&cert_line, "tls_cert = \"credential:server.crt\"")
+        .replace(&key_line, "tls_key = \"credential:server.key\"");
+    std::fs::write(&gateway.config, text).expect("config");
+    gateway.restart();
+    // The credential's certificate is served: clients of its CA connect, the other CA's do not.
+    let health = https_client(&other_ca.path().join("ca.crt"), None)
+        .get(format!("{}/healthz", gateway.base_url))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await
+        .expect("/healthz with the credential's certificate");
+    assert_eq!(health.status(), 200);
+    let refused = https_client(&gateway.ca_cert, None)
+        .get(format!("{}/healthz", gateway.base_url))
+        .timeout(Duration::from_secs(10))
+        .send()
+        .await;
+    assert!(refused.is_err(), "the file certificate is no longer served");
+    // A credential name that is not a plain file name is a configuration error.
+    let bad = std::fs::read_to_string(&gateway.config)
+        .expect("config")
+        .replace("credential:server.key", "credential:../server.key");
+    let bad_config = credentials.path().join("..").join("bad.toml");
+    std::fs::write(&bad_config, bad).expect("bad config");
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_straja"))
+        .args(["check-config"])
+        .arg(&bad_config)
+        .output()
+        .expect("check-config");
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("plain file name"),
+        "{output:?}"
+    );
+    let _ = std::fs::remove_file(&bad_config);
+}

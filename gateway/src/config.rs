@@ -597,6 +597,15 @@ impl Config {
                 ),
             );
         }
+        for (field, path) in [
+            ("http.tls_cert", &self.http.tls_cert),
+            ("http.tls_key", &self.http.tls_key),
+            ("http.client_ca", &self.http.client_ca),
+        ] {
+            if let Some(Some(Err(reason))) = path.as_deref().map(crate::key_file::credential_name) {
+                problem(field.into(), reason);
+            }
+        }
         for (i, origin) in self.http.cors_origins.iter().enumerate() {
             if let Err(reason) = validate_origin(origin) {
                 problem(format!("http.cors_origins[{i}]"), reason);

@@ -26,6 +26,40 @@ pub struct KeyFileError {
 /// in `systemd/straja.service`).
 pub const NO_CREDENTIAL: &[u8] = b"use-state-dir";
 
+/// The prefix of a configured path that names a systemd credential (`credential:server.key`: the
+/// file `server.key` in `$CREDENTIALS_DIRECTORY`, which `LoadCredential=` fills).
+pub const CREDENTIAL_PREFIX: &str = "credential:";
+
+/// The credential a configured path names (`credential:NAME`), if it names one; an error when
+/// the name is not a plain file name.
+pub fn credential_name(path: &Path) -> Option<Result<&str, String>> {
+    let name = path.to_str()?.strip_prefix(CREDENTIAL_PREFIX)?;
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Some(Err(format!(
+            "{}: a credential is named by a plain file name, as in LoadCredential=NAME:…",
+            path.display()
+        )));
+    }
+    Some(Ok(name))
+}
+
+/// A configured path: itself, or, for `credential:NAME`, that credential's file. Fails when the
+/// name is not a plain file name or the process was not given credentials.
+pub fn resolve_path(path: &Path) -> Result<PathBuf, String> {
+    let name = match credential_name(path) {
+        None => return Ok(path.to_owned()),
+        Some(name) => name?,
+    };
+    match std::env::var_os("CREDENTIALS_DIRECTORY") {
+        Some(dir) => Ok(Path::new(&dir).join(name)),
+        None => Err(format!(
+            "{}: no credentials were given to this process ($CREDENTIALS_DIRECTORY is not set: \
+             add LoadCredential={name}:/path/to/file to the unit)",
+            path.display()
+        )),
+    }
+}
+
 /// The systemd credential `name` (its bytes and file) if there is one and it is not the
 /// [`NO_CREDENTIAL`] stand-in.
 pub fn credential(name: &str) -> Result<Option<(Vec<u8>, PathBuf)>, KeyFileError> {
@@ -106,6 +140,31 @@ pub fn create(path: &Path, len: usize) -> Result<(), KeyFileError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn credential_paths_name_plain_files() {
+        assert!(credential_name(Path::new("/etc/straja/tls/server.key")).is_none());
+        assert_eq!(
+            credential_name(Path::new("credential:server.key")),
+            Some(Ok("server.key"))
+        );
+        for bad in [
+            "credential:",
+            "credential:../x",
+            "credential:a/b",
+            "credential:..",
+        ] {
+            assert!(
+                matches!(credential_name(Path::new(bad)), Some(Err(_))),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            resolve_path(Path::new("/plain/file")),
+            Ok(PathBuf::from("/plain/file"))
+        );
+    }
+
     use super::*;
 
     #[test]

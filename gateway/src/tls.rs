@@ -71,6 +71,7 @@ pub fn server_config(
     let builder = match &http.client_ca {
         None => builder.with_no_client_auth(),
         Some(ca_path) => {
+            let ca_path = &resolve(ca_path)?;
             let mut roots = rustls::RootCertStore::empty();
             for ca in read_certificates(ca_path)? {
                 roots.add(ca).map_err(|e| TlsError::Invalid {
@@ -107,9 +108,17 @@ fn certificate_and_key_paths(
     state_dir: &Path,
 ) -> Result<(PathBuf, PathBuf), TlsError> {
     match (&http.tls_cert, &http.tls_key) {
-        (Some(cert), Some(key)) => Ok((cert.to_owned(), key.to_owned())),
+        (Some(cert), Some(key)) => Ok((resolve(cert)?, resolve(key)?)),
         _ => ensure_self_signed(state_dir, http.listen.ip()),
     }
+}
+
+/// A configured TLS path, with `credential:NAME` resolved ([`crate::key_file::resolve_path`]).
+fn resolve(path: &Path) -> Result<PathBuf, TlsError> {
+    crate::key_file::resolve_path(path).map_err(|reason| TlsError::Invalid {
+        path: path.to_owned(),
+        reason,
+    })
 }
 
 /// When the served certificate (the chain's first) expires, in Unix seconds; `None` when it
@@ -181,7 +190,10 @@ pub fn files_modified(http: &HttpConfig) -> Option<Vec<SystemTime>> {
     [&http.tls_cert, &http.tls_key, &http.client_ca]
         .into_iter()
         .flatten()
-        .map(|path| fs::metadata(path).and_then(|m| m.modified()).ok())
+        .map(|path| {
+            let path = crate::key_file::resolve_path(path).ok()?;
+            fs::metadata(path).and_then(|m| m.modified()).ok()
+        })
         .collect::<Option<Vec<_>>>()
         .filter(|times| !times.is_empty())
 }
