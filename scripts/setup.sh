@@ -43,7 +43,7 @@ RUNTIME_PACKAGES=(
 # promtool and a real Prometheus server (scraping /metrics), systemd-analyze (the unit file),
 # openssl s_client (the TLS policy as a real client sees it), and for the Debian package
 # (scripts/build-deb.sh, tests/debian_package.rs) dpkg-shlibdeps (dpkg-dev), strip and readelf
-# (binutils) and lintian.
+# (binutils), lintian and shellcheck (its maintainer scripts).
 TEST_PACKAGES=(
     chromium
     ffmpeg
@@ -53,6 +53,7 @@ TEST_PACKAGES=(
     dpkg-dev
     binutils
     lintian
+    shellcheck
 )
 
 say() { printf '==> %s\n' "$*"; }
@@ -67,7 +68,7 @@ Usage: scripts/setup.sh [--test]
 
 Installs the Debian 12 packages needed to build and run Straja and checks the Rust toolchain.
   --test    also install what the test suite needs (chromium, ffmpeg, prometheus, systemd,
-            openssl, dpkg-dev, binutils, lintian)
+            openssl, dpkg-dev, binutils, lintian, shellcheck)
 Environment: APT_LOCK_WAIT=SECONDS (default 600) bounds the wait for another apt/dpkg process.
 EOF
 }
