@@ -5,8 +5,11 @@
 //! and each receives ≥ 60 complete frames and the audio of every other. Also: a reused invitation
 //! and an unknown one are refused (410); a waiting invitee cannot publish; a token of another
 //! consultation, or no subprotocol, is refused at the socket; the recording cannot start before
-//! everyone consents; a participant who leaves is gone for the others; the clinician's end
-//! closes everyone's socket. Prints each participant's time from publish to the first frame of
+//! everyone consents, and nothing touches the disk before; then the clinician records: a track
+//! per participant and kind, encrypted, that `straja recordings export --consultation` writes
+//! into one file ffprobe reads with 3 videos and 3 audios of the recording's length; a
+//! participant who leaves is gone for the others; the clinician's end closes everyone's socket.
+//! Prints each participant's time from publish to the first frame of
 //! each other participant.
 
 mod support;
@@ -18,6 +21,7 @@ use straja_gateway::auth::Role;
 use support::consultation_client::ConsultationClient;
 use support::consultation_participant::{Participant, create, join};
 use support::gateway_under_test::GatewayUnderTest;
+use support::recordings;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_participants_see_and_hear_each_other_through_the_gateway() {
@@ -245,6 +249,52 @@ async fn three_participants_see_and_hear_each_other_through_the_gateway() {
             .contains("p1, p2, p3"),
         "{refused}"
     );
+    // No media has touched the disk.
+    let recordings_dir = gateway.state_dir().join("consultation-recordings");
+    assert_eq!(
+        recordings::files_under(&recordings_dir),
+        Vec::<std::path::PathBuf>::new(),
+        "nothing is recorded without consent"
+    );
+
+    // Everyone consents; the clinician records for a few seconds.
+    for participant in [&mut host, &mut patient, &mut interpreter] {
+        participant.signal.send(json!({ "type": "consent" })).await;
+    }
+    for guest in ["p2", "p3"] {
+        host.signal
+            .expect("participant", |m| {
+                m["participant"]["id"] == guest && m["participant"]["consented"] == true
+            })
+            .await;
+    }
+    host.signal
+        .send(json!({ "type": "record", "on": true }))
+        .await;
+    for participant in [&mut host, &mut patient, &mut interpreter] {
+        participant
+            .signal
+            .expect("recording", |m| m["state"] == "on")
+            .await;
+    }
+    let recording_started = Instant::now();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    host.signal
+        .send(json!({ "type": "record", "on": false }))
+        .await;
+    patient
+        .signal
+        .expect("recording", |m| m["state"] == "off")
+        .await;
+    let recorded_for = recording_started.elapsed().as_secs_f64();
+    assert_eq!(
+        gateway
+            .metric("straja_consultation_recordings")
+            .await
+            .unwrap_or(-1.0),
+        0.0,
+        "the recording stopped"
+    );
 
     // Chat reaches everyone admitted.
     patient
@@ -302,5 +352,63 @@ async fn three_participants_see_and_hear_each_other_through_the_gateway() {
     {
         publisher.close().await;
     }
-    gateway.shutdown().await;
+    let config_file = gateway.config_file.clone();
+    let _state = gateway.shutdown_keeping_state().await;
+
+    // The recording: encrypted on disk (no MP4 box in the clear), a track per participant and
+    // kind, exported with the real command into one file a real player reads.
+    let files = recordings::files_under(&recordings_dir);
+    assert!(
+        files
+            .iter()
+            .any(|f| f.to_string_lossy().contains("/p3-audio/")),
+        "{files:#?}"
+    );
+    for file in &files {
+        let bytes = std::fs::read(file).expect("a segment");
+        assert!(
+            !bytes.windows(4).any(|w| w == b"moof" || w == b"ftyp"),
+            "{} holds MP4 in the clear",
+            file.display()
+        );
+    }
+    let out = support::test_artifacts::artifact_path("consultation-recording.mp4");
+    let _ = std::fs::remove_file(&out);
+    let (exported, text) = recordings::export_consultation(&config_file, &id, &out);
+    assert!(exported, "{text}");
+    println!("consultation: {text}");
+    let (streams, duration) = recordings::ffprobe_streams(&out).expect("ffprobe reads it");
+    let count = |kind: &str, codec: &str| {
+        streams
+            .iter()
+            .filter(|s| s.kind == kind && s.codec == codec)
+            .count()
+    };
+    assert_eq!(
+        (
+            count("video", "h264"),
+            count("audio", "opus"),
+            streams.len()
+        ),
+        (3, 3, 6),
+        "{streams:#?}"
+    );
+    assert!(
+        (recorded_for - 1.5..=recorded_for + 1.0).contains(&duration),
+        "the file lasts {duration:.2} s; recorded for {recorded_for:.2} s"
+    );
+    for stream in &streams {
+        assert!(
+            stream.duration >= recorded_for - 2.0 && stream.frames >= 60,
+            "every participant, the whole recording: {stream:?}"
+        );
+    }
+    let (again, text) = recordings::export_consultation(&config_file, &id, &out);
+    assert!(!again && text.contains("never overwrite"), "{text}");
+    let (unknown, text) = recordings::export_consultation(
+        &config_file,
+        "0123456789abcdef0123456789abcdef",
+        &out.with_file_name("consultation-unknown.mp4"),
+    );
+    assert!(!unknown && text.contains("no recording"), "{text}");
 }

@@ -197,7 +197,10 @@ async fn h265_is_passed_through_to_h265_viewers_and_transcoded_once_for_the_othe
     assert!(complete);
     let samples = straja_pipelines::demux_segment(mp4.into(), Duration::from_secs(10))
         .expect("the segment demuxes");
-    assert_eq!(samples.codec, straja_pipelines::VideoCodec::H265);
+    assert_eq!(
+        samples.codec,
+        straja_pipelines::TrackCodec::Video(straja_pipelines::VideoCodec::H265)
+    );
     assert!(
         samples.samples.len() >= 30,
         "{} frames",

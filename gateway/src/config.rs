@@ -223,6 +223,10 @@ pub struct ConsultationsConfig {
     /// A consultation nobody ended is ended this long after it was created. Default 12, 1..=48.
     #[serde(default = "ConsultationsConfig::default_max_hours")]
     pub max_hours: u64,
+    /// A consultation's recording (made only with everyone's consent) is deleted this many days
+    /// after it ended. Default 30, 1..=3650.
+    #[serde(default = "ConsultationsConfig::default_recording_retain_days")]
+    pub recording_retain_days: u64,
 }
 
 impl ConsultationsConfig {
@@ -235,6 +239,9 @@ impl ConsultationsConfig {
     fn default_max_hours() -> u64 {
         12
     }
+    fn default_recording_retain_days() -> u64 {
+        30
+    }
 }
 
 impl Default for ConsultationsConfig {
@@ -243,6 +250,7 @@ impl Default for ConsultationsConfig {
             invite_hours: Self::default_invite_hours(),
             max_participants: Self::default_max_participants(),
             max_hours: Self::default_max_hours(),
+            recording_retain_days: Self::default_recording_retain_days(),
         }
     }
 }
@@ -655,6 +663,11 @@ impl Config {
                 "consultations.max_hours",
                 self.consultations.max_hours,
                 1..=48,
+            ),
+            (
+                "consultations.recording_retain_days",
+                self.consultations.recording_retain_days,
+                1..=3650,
             ),
         ] {
             if !range.contains(&value) {

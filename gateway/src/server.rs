@@ -225,11 +225,30 @@ async fn sweep_recordings(gateway: std::sync::Weak<Gateway>) {
         let Some(gateway) = gateway.upgrade() else {
             return;
         };
-        let sweep = tokio::task::spawn_blocking(move || {
-            gateway.recordings.sweep(crate::recording::now_ms());
-        });
-        if let Err(e) = sweep.await {
-            tracing::error!(error = %e, "the retention sweep failed");
+        let swept = gateway.clone();
+        let sweep =
+            tokio::task::spawn_blocking(move || swept.recordings.sweep(crate::recording::now_ms()));
+        let deleted = match sweep.await {
+            Ok(deleted) => deleted,
+            Err(e) => {
+                tracing::error!(error = %e, "the retention sweep failed");
+                continue;
+            }
+        };
+        let days = gateway.config().consultations.recording_retain_days;
+        for consultation in deleted {
+            let event = crate::audit::AuditEvent {
+                actor: "system".into(),
+                role: None,
+                action: crate::audit::Action::RecordingDelete,
+                resource: format!("consultation:{}", consultation.get(..8).unwrap_or("")),
+                outcome: crate::audit::Outcome::Allowed,
+                source: None,
+                reason: Some(format!("retention: {days} days after the recording")),
+            };
+            if let Err(e) = gateway.audit(event).await {
+                tracing::error!(error = %e, "a recording's deletion could not be put on record");
+            }
         }
     }
 }

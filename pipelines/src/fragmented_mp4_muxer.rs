@@ -1,8 +1,8 @@
-//! The recorder's muxer: a camera's H.264 or H.265 RTP packets in, fragmented MP4 out, for one
-//! segment.
+//! The recorder's muxer: one track's RTP packets in (a camera's H.264 or H.265, a consultation
+//! participant's video or Opus audio), fragmented MP4 out, for one segment.
 //!
-//! `appsrc ! rtph264depay ! h264parse ! mp4mux fragment-duration=… streamable=true ! appsink`:
-//! no re-encode. The output is `ftyp` + `moov` (with `mvex`), then one `moof` + `mdat` per
+//! `appsrc ! rtph264depay ! h264parse ! mp4mux fragment-duration=… streamable=true ! appsink`
+//! (`rtpopusdepay ! opusparse` for Opus): no re-encode. The output is `ftyp` + `moov` (with `mvex`), then one `moof` + `mdat` per
 //! fragment, then `mfra` at the end of stream. Everything before the last complete fragment is
 //! a playable file, so a crash loses at most the fragment being muxed. The muxer never seeks its
 //! output (streamable), so the caller may encrypt and append the bytes as they come.
@@ -19,7 +19,7 @@ use gstreamer_app as gst_app;
 
 use crate::error::PipelineError;
 use crate::launch::{bus_error, element, launch};
-use crate::video_codec::VideoCodec;
+use crate::track_codec::TrackCodec;
 
 /// Most bytes the muxer's input queue holds before `push` refuses packets (about 30 s of a
 /// 2 Mbit/s camera: far more than one fragment).
@@ -37,16 +37,16 @@ impl FragmentedMp4Muxer {
     /// 100 ms).
     pub fn start(
         fragment: Duration,
-        codec: VideoCodec,
+        codec: impl Into<TrackCodec>,
     ) -> Result<FragmentedMp4Muxer, PipelineError> {
         crate::init()?;
+        let codec = codec.into();
         let fragment_ms = fragment.as_millis().clamp(100, 60_000);
-        let (depayloader, parser, _) = codec.elements();
-        let encoding = codec.as_str().to_ascii_uppercase();
+        let (depayloader, parser) = codec.depayloader_and_parser();
+        let caps = codec.rtp_caps();
         let description = format!(
             "appsrc name=src format=time is-live=false do-timestamp=false block=false \
-             max-bytes={MAX_QUEUED_BYTES} \
-             caps=\"application/x-rtp,media=video,clock-rate=90000,encoding-name={encoding},payload=96\" ! \
+             max-bytes={MAX_QUEUED_BYTES} caps=\"{caps}\" ! \
              {depayloader} ! {parser} ! \
              mp4mux fragment-duration={fragment_ms} streamable=true ! \
              appsink name=sink sync=false emit-signals=false enable-last-sample=false"
@@ -151,6 +151,7 @@ fn sample_bytes(sample: gst::Sample) -> Option<Bytes> {
 mod tests {
     use super::*;
     use crate::test_support;
+    use crate::video_codec::VideoCodec;
 
     #[test]
     fn rtp_packets_become_a_fragmented_mp4() {
@@ -175,6 +176,30 @@ mod tests {
         );
         // Streamable: no `mfra` index at the end (the muxer would have to seek for it).
         assert_eq!(boxes.last().map(String::as_str), Some("mdat"), "{boxes:?}");
+    }
+
+    #[test]
+    fn opus_rtp_packets_become_a_fragmented_mp4() {
+        let packets = crate::opus_rtp_clip(150).unwrap();
+        let muxer =
+            FragmentedMp4Muxer::start(Duration::from_millis(500), TrackCodec::Opus).unwrap();
+        let mut out = Vec::new();
+        for (packet, pts) in packets {
+            muxer.push(packet, pts).unwrap();
+            while let Some(bytes) = muxer.pull() {
+                out.extend_from_slice(&bytes);
+            }
+        }
+        for bytes in muxer.finish(Duration::from_secs(5)).unwrap() {
+            out.extend_from_slice(&bytes);
+        }
+        let boxes = test_support::top_level_boxes(&out);
+        assert_eq!(&boxes[..2], ["ftyp", "moov"], "{boxes:?}");
+        assert!(
+            boxes.iter().filter(|b| *b == "moof").count() >= 4,
+            "3 s of audio in 500 ms fragments: {boxes:?}"
+        );
+        assert_eq!(TrackCodec::of_mp4(&out), TrackCodec::Opus);
     }
 
     #[test]

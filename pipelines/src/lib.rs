@@ -34,6 +34,7 @@ mod fragmented_mp4_muxer;
 mod h265_transcoder;
 mod launch;
 mod mp4_export;
+mod multi_track_mp4_export;
 mod packet_sink;
 mod pipeline_description;
 #[cfg(any(test, feature = "test-camera"))]
@@ -44,6 +45,7 @@ mod source;
 mod test_camera;
 #[cfg(test)]
 mod test_support;
+mod track_codec;
 mod video_codec;
 
 pub use audio::{AudioCodec, OPUS_PAYLOAD_TYPE};
@@ -53,10 +55,11 @@ pub use error::{PipelineError, SourceError};
 pub use failure_kind::FailureKind;
 pub use fragmented_mp4_muxer::FragmentedMp4Muxer;
 pub use h265_transcoder::H265ToH264Transcoder;
-pub use mp4_export::{Mp4Export, SegmentSamples, VideoSample, demux_segment};
+pub use mp4_export::{MediaSample, Mp4Export, SegmentSamples, demux_segment};
+pub use multi_track_mp4_export::{MAX_TRACKS, MultiTrackMp4Export, TrackSpec};
 pub use packet_sink::PacketSink;
 #[cfg(any(test, feature = "test-camera"))]
-pub use rtp_clip::{h264_rtp_clip, h265_rtp_clip};
+pub use rtp_clip::{h264_rtp_clip, h265_rtp_clip, opus_rtp_clip};
 pub use snapshot::{
     DECODE_TIMEOUT, H264_DECODERS, H265_DECODERS, JpegPicture, JpegQuality, MAX_KEYFRAME_BYTES,
     h264_decoder, jpeg_from_keyframe, jpeg_from_keyframe_of,
@@ -64,6 +67,7 @@ pub use snapshot::{
 pub use source::{CameraSource, RtspSource, RtspTransport, TEST_PATTERNS, TestSource, V4l2Source};
 #[cfg(feature = "test-camera")]
 pub use test_camera::{FakeCameraAudio, FakeCameraOptions, FakeCameraTransport, FakeRtspCamera};
+pub use track_codec::TrackCodec;
 pub use video_codec::VideoCodec;
 
 /// Initialises GStreamer. Idempotent and cheap after the first call; every constructor of this

@@ -1,8 +1,9 @@
 //! Recorded segments back into one playable MP4: [`demux_segment`] reads one (decrypted)
-//! fragmented MP4 segment into its H.264 access units, and [`Mp4Export`] writes access units from
-//! any number of segments, in order, into one regular MP4 file. No re-encode.
+//! fragmented MP4 segment into its samples (H.264/H.265 access units, or Opus packets), and
+//! [`Mp4Export`] writes a camera's access units from any number of segments, in order, into one
+//! regular MP4 file. No re-encode.
 //!
-//! `appsrc ! qtdemux ! h264parse ! appsink` for each segment, and
+//! `appsrc ! qtdemux ! h264parse ! appsink` (`opusparse` for Opus) for each segment, and
 //! `appsrc ! h264parse ! mp4mux ! filesink` for the export; the caller sets each sample's place
 //! on the export's timeline, so segments follow each other without a gap.
 
@@ -16,28 +17,32 @@ use gstreamer_app as gst_app;
 
 use crate::error::PipelineError;
 use crate::launch::{bus_error, element, launch};
+use crate::track_codec::TrackCodec;
 use crate::video_codec::VideoCodec;
 
-/// One H.264 access unit (Annex B byte stream, parameter sets before each keyframe).
+/// One sample of a track: an H.264 or H.265 access unit (Annex B byte stream, parameter sets
+/// before each keyframe), or one Opus packet.
 #[derive(Clone, Debug)]
-pub struct VideoSample {
-    /// The access unit.
+pub struct MediaSample {
+    /// The access unit or packet.
     pub data: Bytes,
     /// Presentation time from the segment's start.
     pub pts: Duration,
     /// Decoding time from the segment's start (equal to `pts` without B-frames).
     pub dts: Duration,
-    /// True when a decoder can start here.
+    /// True when a decoder can start here (every Opus packet).
     pub keyframe: bool,
 }
 
-/// A segment's access units, in decoding order.
+/// A segment's samples, in decoding order.
 #[derive(Clone, Debug)]
 pub struct SegmentSamples {
-    /// The segment's video codec.
-    pub codec: VideoCodec,
-    /// The access units.
-    pub samples: Vec<VideoSample>,
+    /// The segment's codec.
+    pub codec: TrackCodec,
+    /// The caps of its samples (what a writer of them takes: for Opus, its header).
+    pub caps: String,
+    /// The samples.
+    pub samples: Vec<MediaSample>,
     /// Time from the first sample's start to the last sample's end.
     pub duration: Duration,
 }
@@ -51,29 +56,25 @@ impl Drop for Stopped {
     }
 }
 
-/// The video codec of an MP4 file, by the sample entry in its movie box (`hvc1`/`hev1` for
-/// H.265, else H.264).
-fn codec_of(mp4: &[u8]) -> VideoCodec {
-    let head = &mp4[..mp4.len().min(256 * 1024)];
-    if head.windows(4).any(|w| w == b"hvc1" || w == b"hev1") {
-        VideoCodec::H265
-    } else {
-        VideoCodec::H264
-    }
-}
-
-/// Reads one fragmented (or regular) MP4 segment, held in memory, into its H.264 or H.265 access
-/// units. A file cut short (a crash while recording) gives the access units of its complete
-/// fragments. Waits at most `timeout`.
+/// Reads one fragmented (or regular) MP4 segment of one track, held in memory, into its H.264
+/// or H.265 access units or its Opus packets. A file cut short (a crash while recording) gives
+/// the samples of its complete fragments. Waits at most `timeout`.
 pub fn demux_segment(mp4: Bytes, timeout: Duration) -> Result<SegmentSamples, PipelineError> {
-    let codec = codec_of(&mp4);
-    let (_, parser, _) = codec.elements();
+    let codec = TrackCodec::of_mp4(&mp4);
+    let parse = match codec {
+        TrackCodec::Video(video) => {
+            let (_, parser, _) = video.elements();
+            format!(
+                "{parser} config-interval=-1 ! \
+                 video/x-{},stream-format=byte-stream,alignment=au",
+                video.as_str()
+            )
+        }
+        TrackCodec::Opus => "opusparse ! audio/x-opus".to_owned(),
+    };
     let pipeline = launch(&format!(
-        "appsrc name=src format=bytes caps=video/quicktime ! qtdemux ! \
-         {parser} config-interval=-1 ! \
-         video/x-{},stream-format=byte-stream,alignment=au ! \
-         appsink name=sink sync=false enable-last-sample=false",
-        codec.as_str()
+        "appsrc name=src format=bytes caps=video/quicktime ! qtdemux ! {parse} ! \
+         appsink name=sink sync=false enable-last-sample=false"
     ))?;
     let _stopped = Stopped(pipeline.clone());
     let appsrc: gst_app::AppSrc = element(&pipeline, "src")?;
@@ -86,6 +87,7 @@ pub fn demux_segment(mp4: Bytes, timeout: Duration) -> Result<SegmentSamples, Pi
     let deadline = Instant::now() + timeout;
     let mut segment = SegmentSamples {
         codec,
+        caps: String::new(),
         samples: Vec::new(),
         duration: Duration::ZERO,
     };
@@ -112,6 +114,11 @@ pub fn demux_segment(mp4: Bytes, timeout: Duration) -> Result<SegmentSamples, Pi
         let Some(sample) = appsink.try_pull_sample(gst::ClockTime::from_mseconds(20)) else {
             continue;
         };
+        if segment.caps.is_empty()
+            && let Some(caps) = sample.caps()
+        {
+            segment.caps = caps.to_string();
+        }
         let Some(buffer) = sample.buffer_owned() else {
             continue;
         };
@@ -126,7 +133,7 @@ pub fn demux_segment(mp4: Bytes, timeout: Duration) -> Result<SegmentSamples, Pi
             continue;
         };
         end = end.max(Duration::from_nanos(pts + duration));
-        segment.samples.push(VideoSample {
+        segment.samples.push(MediaSample {
             data: Bytes::from_owner(mapped),
             pts: Duration::from_nanos(pts),
             dts: Duration::from_nanos(dts),
@@ -186,23 +193,15 @@ impl Mp4Export {
     /// Appends one access unit at `pts` / `dts` on the export's timeline.
     pub fn push(
         &self,
-        sample: &VideoSample,
+        sample: &MediaSample,
         pts: Duration,
         dts: Duration,
     ) -> Result<(), PipelineError> {
         if let Some(error) = bus_error(&self.pipeline) {
             return Err(PipelineError::Export(error));
         }
-        let mut buffer = gst::Buffer::from_slice(sample.data.clone());
-        if let Some(buffer) = buffer.get_mut() {
-            buffer.set_pts(gst::ClockTime::from_nseconds(pts.as_nanos() as u64));
-            buffer.set_dts(gst::ClockTime::from_nseconds(dts.as_nanos() as u64));
-            if !sample.keyframe {
-                buffer.set_flags(gst::BufferFlags::DELTA_UNIT);
-            }
-        }
         self.appsrc
-            .push_buffer(buffer)
+            .push_buffer(sample_buffer(sample, pts, dts))
             .map(|_| ())
             .map_err(|flow| PipelineError::Export(format!("the writer refused a sample: {flow:?}")))
     }
@@ -211,28 +210,48 @@ impl Mp4Export {
     pub fn finish(self, timeout: Duration) -> Result<(), PipelineError> {
         let _stopped = Stopped(self.pipeline.clone());
         let _ = self.appsrc.end_of_stream();
-        let bus = self
-            .pipeline
-            .bus()
-            .ok_or_else(|| PipelineError::Export("the writer has no bus".to_owned()))?;
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            let Some(message) = bus.timed_pop(gst::ClockTime::from_mseconds(50)) else {
-                continue;
-            };
-            match message.view() {
-                gst::MessageView::Eos(_) => return Ok(()),
-                gst::MessageView::Error(error) => {
-                    return Err(PipelineError::Export(error.error().message().to_owned()));
-                }
-                _ => {}
-            }
-        }
-        Err(PipelineError::Export(format!(
-            "the export was not finished within {} ms",
-            timeout.as_millis()
-        )))
+        wait_for_end(&self.pipeline, timeout)
     }
+}
+
+/// A sample as a buffer at `pts` / `dts`.
+pub(crate) fn sample_buffer(sample: &MediaSample, pts: Duration, dts: Duration) -> gst::Buffer {
+    let mut buffer = gst::Buffer::from_slice(sample.data.clone());
+    if let Some(buffer) = buffer.get_mut() {
+        buffer.set_pts(gst::ClockTime::from_nseconds(pts.as_nanos() as u64));
+        buffer.set_dts(gst::ClockTime::from_nseconds(dts.as_nanos() as u64));
+        if !sample.keyframe {
+            buffer.set_flags(gst::BufferFlags::DELTA_UNIT);
+        }
+    }
+    buffer
+}
+
+/// Waits at most `timeout` for a writing pipeline's end of stream (its file complete).
+pub(crate) fn wait_for_end(
+    pipeline: &gst::Pipeline,
+    timeout: Duration,
+) -> Result<(), PipelineError> {
+    let bus = pipeline
+        .bus()
+        .ok_or_else(|| PipelineError::Export("the writer has no bus".to_owned()))?;
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        let Some(message) = bus.timed_pop(gst::ClockTime::from_mseconds(50)) else {
+            continue;
+        };
+        match message.view() {
+            gst::MessageView::Eos(_) => return Ok(()),
+            gst::MessageView::Error(error) => {
+                return Err(PipelineError::Export(error.error().message().to_owned()));
+            }
+            _ => {}
+        }
+    }
+    Err(PipelineError::Export(format!(
+        "the export was not finished within {} ms",
+        timeout.as_millis()
+    )))
 }
 
 #[cfg(test)]
@@ -277,7 +296,7 @@ mod tests {
     fn an_h265_segment_demuxes_and_exports_as_h265() {
         let samples =
             demux_segment(segment_of(VideoCodec::H265, 60), Duration::from_secs(10)).unwrap();
-        assert_eq!(samples.codec, VideoCodec::H265);
+        assert_eq!(samples.codec, TrackCodec::Video(VideoCodec::H265));
         assert_eq!(samples.samples.len(), 60);
         let dir = tempfile_dir();
         let path = dir.join("h265.mp4");
@@ -291,8 +310,39 @@ mod tests {
             Duration::from_secs(10),
         )
         .unwrap();
-        assert_eq!((back.codec, back.samples.len()), (VideoCodec::H265, 60));
+        assert_eq!(
+            (back.codec, back.samples.len()),
+            (TrackCodec::Video(VideoCodec::H265), 60)
+        );
         let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn an_opus_segment_demuxes_into_its_packets() {
+        let muxer =
+            FragmentedMp4Muxer::start(Duration::from_millis(500), TrackCodec::Opus).unwrap();
+        let mut out = Vec::new();
+        for (packet, pts) in crate::opus_rtp_clip(100).unwrap() {
+            muxer.push(packet, pts).unwrap();
+            while let Some(bytes) = muxer.pull() {
+                out.extend_from_slice(&bytes);
+            }
+        }
+        for bytes in muxer.finish(Duration::from_secs(5)).unwrap() {
+            out.extend_from_slice(&bytes);
+        }
+        let samples = demux_segment(Bytes::from(out), Duration::from_secs(10)).unwrap();
+        assert_eq!(samples.codec, TrackCodec::Opus);
+        assert!(samples.caps.starts_with("audio/x-opus"), "{}", samples.caps);
+        // The encoder's look-ahead may add a packet.
+        assert!(
+            (100..=102).contains(&samples.samples.len()),
+            "{}",
+            samples.samples.len()
+        );
+        assert!(samples.samples.iter().all(|s| s.keyframe));
+        let ms = samples.duration.as_millis();
+        assert!((1950..=2050).contains(&ms), "{ms} ms");
     }
 
     #[test]

@@ -1,6 +1,6 @@
-//! A short H.264 (or H.265) RTP clip made by a real encoder, for tests of what consumes camera packets
-//! (muxers, recorders, exports) without a camera: `videotestsrc ! x264enc ! rtph264pay`, the same
-//! packet shape a camera pipeline hands on (payload type 96, ≤ 1200 bytes, SPS/PPS in-band).
+//! Short RTP clips made by real encoders, for tests of what consumes camera or participant packets
+//! (muxers, recorders, exports) without a camera: `videotestsrc ! x264enc ! rtph264pay` (payload
+//! type 96, ≤ 1200 bytes, SPS/PPS in-band, the shape a camera pipeline hands on), and Opus audio.
 
 use std::time::Duration;
 
@@ -42,14 +42,38 @@ pub fn h265_rtp_clip(
     )
 }
 
+/// `frames` 20 ms frames of a 440 Hz tone in stereo Opus, as RTP packets (payload type 111), each
+/// with its media time from the first (from the RTP timestamp).
+pub fn opus_rtp_clip(frames: u32) -> Result<Vec<(Bytes, Duration)>, PipelineError> {
+    rtp_packets(
+        &format!(
+            "audiotestsrc num-buffers={frames} samplesperbuffer=960 freq=440 ! \
+             audio/x-raw,rate=48000,channels=2 ! opusenc frame-size=20 ! \
+             rtpopuspay pt={} ! appsink name=sink sync=false",
+            crate::OPUS_PAYLOAD_TYPE
+        ),
+        48_000,
+    )
+}
+
 fn rtp_clip(frames: u32, encode: &str) -> Result<Vec<(Bytes, Duration)>, PipelineError> {
+    rtp_packets(
+        &format!(
+            "videotestsrc num-buffers={frames} pattern=ball ! \
+             video/x-raw,width=320,height=240,framerate=30/1 ! {encode} ! \
+             appsink name=sink sync=false"
+        ),
+        90_000,
+    )
+}
+
+/// Runs `description` (ending in an appsink named `sink`) and collects its RTP packets.
+fn rtp_packets(
+    description: &str,
+    clock_rate: u64,
+) -> Result<Vec<(Bytes, Duration)>, PipelineError> {
     crate::init()?;
-    let description = format!(
-        "videotestsrc num-buffers={frames} pattern=ball ! \
-         video/x-raw,width=320,height=240,framerate=30/1 ! {encode} ! \
-         appsink name=sink sync=false"
-    );
-    let pipeline = gst::parse::launch(&description)
+    let pipeline = gst::parse::launch(description)
         .map_err(|e| PipelineError::Build(e.to_string()))?
         .downcast::<gst::Pipeline>()
         .map_err(|_| PipelineError::Build("not a pipeline".to_owned()))?;
@@ -79,7 +103,8 @@ fn rtp_clip(frames: u32, encode: &str) -> Result<Vec<(Bytes, Duration)>, Pipelin
         };
         let first = *first_timestamp.get_or_insert(timestamp);
         let ticks = timestamp.wrapping_sub(first);
-        packets.push((data, Duration::from_micros(u64::from(ticks) * 100 / 9)));
+        let micros = u64::from(ticks) * 1_000_000 / clock_rate;
+        packets.push((data, Duration::from_micros(micros)));
     }
     let _ = pipeline.set_state(gst::State::Null);
     if packets.is_empty() {

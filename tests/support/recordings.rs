@@ -120,3 +120,108 @@ pub fn wait_until(timeout: Duration, mut condition: impl FnMut() -> bool) -> boo
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// What ffprobe reads of one stream of a file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamProbe {
+    /// `video` or `audio`.
+    pub kind: String,
+    /// `h264`, `opus`, ...
+    pub codec: String,
+    /// Where it starts in the file, in seconds.
+    pub start: f64,
+    /// Its duration, in seconds.
+    pub duration: f64,
+    /// Frames (packets, for audio) ffprobe counted (`-count_frames`).
+    pub frames: u64,
+}
+
+/// Runs ffprobe on every stream of `file`: the streams, and the container's duration.
+pub fn ffprobe_streams(file: &Path) -> Result<(Vec<StreamProbe>, f64), String> {
+    let output = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_type,codec_name,start_time,duration,nb_read_frames:format=duration",
+            "-of",
+            "json",
+        ])
+        .arg(file)
+        .output()
+        .map_err(|e| format!("ffprobe could not run: {e}"))?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    if !output.status.success() {
+        return Err(format!(
+            "ffprobe failed on {}: {}",
+            file.display(),
+            String::from_utf8_lossy(&output.stderr)
+        ));
+    }
+    let json: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("ffprobe JSON: {e}: {text}"))?;
+    let number = |v: &serde_json::Value| -> f64 {
+        v.as_f64()
+            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+            .unwrap_or(0.0)
+    };
+    let streams = json["streams"]
+        .as_array()
+        .map(|streams| {
+            streams
+                .iter()
+                .map(|s| StreamProbe {
+                    kind: s["codec_type"].as_str().unwrap_or("").to_owned(),
+                    codec: s["codec_name"].as_str().unwrap_or("").to_owned(),
+                    start: number(&s["start_time"]),
+                    duration: number(&s["duration"]),
+                    frames: number(&s["nb_read_frames"]) as u64,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((streams, number(&json["format"]["duration"])))
+}
+
+/// `straja recordings export --consultation ID --out FILE --config CONFIG` with the real binary;
+/// its success and what it printed.
+pub fn export_consultation(config: &Path, consultation: &str, out: &Path) -> (bool, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_straja"))
+        .args([
+            "recordings",
+            "export",
+            "--consultation",
+            consultation,
+            "--out",
+        ])
+        .arg(out)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .expect("straja recordings export");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// Every file under `dir` (recursively; none when it does not exist).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut dirs = vec![dir.to_owned()];
+    while let Some(dir) = dirs.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    files
+}

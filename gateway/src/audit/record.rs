@@ -58,6 +58,14 @@ pub enum Action {
     /// A consultation ended (by the clinician, or when it ran past its limit).
     #[serde(rename = "consultation.end")]
     ConsultationEnd,
+    /// A consultation's recording started (`allowed`: everyone had consented, the clinician
+    /// started it) or stopped (`ended`: by the clinician, a newcomer who had not consented, or
+    /// the consultation's end).
+    #[serde(rename = "consultation.record")]
+    ConsultationRecord,
+    /// Recordings were deleted by retention (actor `system`; resource `consultation:<id>`).
+    #[serde(rename = "recording.delete")]
+    RecordingDelete,
     /// A recorded segment was played back (its first bytes fetched: a player's later range
     /// requests for the same playback are not recorded again).
     #[serde(rename = "recording.play")]

@@ -4,7 +4,9 @@
 //! subscription is served, exactly as camera viewers are served from a camera's feeds.
 //!
 //! Everything is in memory: a consultation leaves no trace on disk but its audit records (which
-//! name no participant), and is forgotten as soon as it ends.
+//! name no participant) and, only when everyone consented and the clinician started it, its
+//! recording (`crate::recording::consultation_recordings`); it is forgotten as soon as it ends.
+//! A recording starts only once it is on record in the audit log.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -13,8 +15,10 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::invite::{Invite, NOT_VALID};
-use super::protocol::{ParticipantId, ServerMessage};
+use super::protocol::{ParticipantId, RecordingState, ServerMessage};
 use super::room::{Effect, HOST, JoinError, Room};
+use crate::audit::{Action, AuditEvent, Outcome};
+use crate::auth::Role;
 use crate::config::ConsultationsConfig;
 use crate::gateway::Gateway;
 use crate::hub::CameraFeed;
@@ -335,14 +339,17 @@ impl Consultation {
                     sdp,
                 } => self.subscribe(gateway, state, &participant, &of, &sdp),
                 Effect::DropMedia(participant) => {
+                    gateway
+                        .recordings
+                        .consultations
+                        .stop(&self.id, &participant);
                     state.media.remove(&participant);
                     for media in state.media.values_mut() {
                         media.subscriptions.remove(&participant);
                     }
                 }
-                Effect::Recording(on) => {
-                    tracing::info!(consultation = %short(&self.id), on, "consultation recording");
-                }
+                Effect::Recording(true) => queue.extend(self.start_recording(gateway, state)),
+                Effect::Recording(false) => self.stop_recording(gateway, "stopped"),
                 Effect::Disconnect(participant) => {
                     if let Some(link) = state.links.remove(&participant) {
                         let _ = link.outbound.send(Outbound::Close);
@@ -352,6 +359,9 @@ impl Consultation {
                     state.entered.insert(participant, std::time::Instant::now());
                 }
                 Effect::Ended => {
+                    if gateway.recordings.consultations.is_recording(&self.id) {
+                        self.stop_recording(gateway, "the consultation ended");
+                    }
                     state.media.clear();
                     for (_, link) in state.links.drain() {
                         let _ = link.outbound.send(Outbound::Close);
@@ -396,6 +406,13 @@ impl Consultation {
                 // Replacing an older connection (a re-publish after a network blip) ends it; the
                 // feeds, and everyone's subscriptions to them, carry on.
                 Self::media(gateway, state, participant).publisher = Some(started.close);
+                let mut effects = Vec::new();
+                if state.room.recording() == RecordingState::On
+                    && let Err(e) = self.record_participant(gateway, state, participant)
+                {
+                    tracing::error!(consultation = %short(&self.id), %participant, error = %e, "cannot record a participant who published: the recording stops");
+                    effects = self.recording_failed(gateway, state);
+                }
                 send(
                     state,
                     participant,
@@ -403,7 +420,8 @@ impl Consultation {
                         sdp: started.answer_sdp,
                     },
                 );
-                state.room.published(participant)
+                effects.extend(state.room.published(participant));
+                effects
             }
             Ok(Err(offer)) => {
                 send(
@@ -489,6 +507,93 @@ impl Consultation {
                 );
             }
         }
+    }
+
+    /// Starts recording every participant who publishes, once the start is on record; on any
+    /// failure, nothing is recorded and the recording is off for everyone.
+    fn start_recording(&self, gateway: &Gateway, state: &mut State) -> Vec<Effect> {
+        if let Err(e) = self.audit_recording(gateway, Outcome::Allowed, "started") {
+            tracing::error!(consultation = %short(&self.id), error = %e, "the recording's start cannot be put on record: not recording");
+            send(
+                state,
+                HOST,
+                ServerMessage::Error {
+                    message: "the audit log cannot be written: nothing is being recorded".into(),
+                },
+            );
+            return state.room.stop_recording_silently();
+        }
+        let publishing: Vec<ParticipantId> = state
+            .media
+            .iter()
+            .filter(|(_, m)| m.publisher.is_some())
+            .map(|(p, _)| p.clone())
+            .collect();
+        for participant in publishing {
+            if let Err(e) = self.record_participant(gateway, state, &participant) {
+                tracing::error!(consultation = %short(&self.id), %participant, error = %e, "cannot start recording a participant: the recording stops");
+                return self.recording_failed(gateway, state);
+            }
+        }
+        tracing::info!(consultation = %short(&self.id), "consultation recording started");
+        Vec::new()
+    }
+
+    fn record_participant(
+        &self,
+        gateway: &Gateway,
+        state: &State,
+        participant: &str,
+    ) -> std::io::Result<()> {
+        let Some(media) = state.media.get(participant) else {
+            return Ok(());
+        };
+        gateway
+            .recordings
+            .consultations
+            .start(&self.id, participant, &media.video, &media.audio)
+    }
+
+    /// The recording could not go on: stopped, and off for everyone.
+    fn recording_failed(&self, gateway: &Gateway, state: &mut State) -> Vec<Effect> {
+        self.stop_recording(gateway, "the gateway could not record");
+        send(
+            state,
+            HOST,
+            ServerMessage::Error {
+                message: "the gateway could not record (see its log): the recording is off".into(),
+            },
+        );
+        state.room.stop_recording_silently()
+    }
+
+    fn stop_recording(&self, gateway: &Gateway, why: &str) {
+        gateway.recordings.consultations.stop_consultation(&self.id);
+        if let Err(e) = self.audit_recording(gateway, Outcome::Ended, why) {
+            tracing::error!(consultation = %short(&self.id), error = %e, "the recording's stop could not be put on record");
+        }
+        tracing::info!(consultation = %short(&self.id), why, "consultation recording stopped");
+    }
+
+    /// Appends the recording's start or stop to the audit log (a few ms: a write and a sync).
+    fn audit_recording(
+        &self,
+        gateway: &Gateway,
+        outcome: Outcome,
+        why: &str,
+    ) -> Result<(), crate::audit::AuditError> {
+        gateway
+            .audit
+            .append(AuditEvent {
+                actor: self.host_subject.clone(),
+                role: Some(Role::Clinician),
+                action: Action::ConsultationRecord,
+                resource: format!("consultation:{}", short(&self.id)),
+                outcome,
+                source: None,
+                reason: Some(why.to_owned()),
+            })
+            .map(|_| ())
     }
 
     /// True when `participant` is the host.

@@ -84,9 +84,6 @@ pub struct Room {
     max_participants: usize,
     recording: RecordingState,
     ended: bool,
-    /// Whether the runtime can record (until consultation recording lands: no, and `record`
-    /// says so rather than showing an indicator over nothing).
-    recording_available: bool,
 }
 
 fn error(to: &str, message: impl Into<String>) -> Effect {
@@ -118,7 +115,6 @@ impl Room {
             max_participants: max_participants.max(1),
             recording: RecordingState::Off,
             ended: false,
-            recording_available: false,
         }
     }
 
@@ -488,13 +484,6 @@ impl Room {
                 ),
             )];
         }
-        if !self.recording_available {
-            return vec![error(
-                from,
-                "everyone has consented, but this gateway cannot record consultations yet: \
-                 nothing is being recorded",
-            )];
-        }
         self.recording = RecordingState::On;
         let mut effects = vec![Effect::Recording(true)];
         effects.extend(self.to_admitted(
@@ -503,6 +492,14 @@ impl Room {
             },
             None,
         ));
+        effects
+    }
+
+    /// The runtime could not start or keep the recording (already stopped): off for everyone,
+    /// without another [`Effect::Recording`].
+    pub fn stop_recording_silently(&mut self) -> Vec<Effect> {
+        let mut effects = self.stop_recording();
+        effects.retain(|e| !matches!(e, Effect::Recording(_)));
         effects
     }
 
@@ -676,7 +673,6 @@ mod tests {
     #[test]
     fn recording_needs_everyone_s_consent_and_stops_for_a_newcomer_who_has_not() {
         let mut room = room_with(&["Patient"]);
-        room.recording_available = true;
         let effects = room.handle(HOST, ClientMessage::Record { on: true });
         assert!(
             matches!(sent_to(&effects, HOST)[0], ServerMessage::Error { message } if message.contains("p1, p2"))
@@ -711,16 +707,27 @@ mod tests {
     }
 
     #[test]
-    fn without_a_recorder_consent_does_not_turn_the_indicator_on() {
+    fn a_recording_the_runtime_could_not_start_is_off_for_everyone_without_another_stop() {
         let mut room = room_with(&["Patient"]);
         room.handle(HOST, ClientMessage::Consent);
         room.handle("p2", ClientMessage::Consent);
         let effects = room.handle(HOST, ClientMessage::Record { on: true });
-        assert!(
-            matches!(sent_to(&effects, HOST)[0], ServerMessage::Error { message } if message.contains("cannot record"))
-        );
+        assert!(effects.contains(&Effect::Recording(true)));
+        assert_eq!(room.recording(), RecordingState::On);
+        let effects = room.stop_recording_silently();
         assert_eq!(room.recording(), RecordingState::Off);
-        assert!(!effects.contains(&Effect::Recording(true)));
+        assert!(!effects.iter().any(|e| matches!(e, Effect::Recording(_))));
+        for who in [HOST, "p2"] {
+            assert!(
+                sent_to(&effects, who).iter().any(|m| matches!(
+                    m,
+                    ServerMessage::Recording {
+                        state: RecordingState::Off
+                    }
+                )),
+                "{who} sees the indicator go"
+            );
+        }
     }
 
     #[test]

@@ -129,6 +129,8 @@ pub struct Metrics {
     /// `straja_consultation_join_seconds`: from a participant entering the call to their first
     /// subscription answered.
     pub consultation_join_seconds: Histogram,
+    /// `straja_consultation_recordings`: consultations being recorded now.
+    pub consultation_recordings: IntGauge,
 }
 
 impl Metrics {
@@ -369,6 +371,11 @@ impl Metrics {
                 "Telemedicine consultations running now.",
             )
             .expect("valid metric"),
+            consultation_recordings: IntGauge::new(
+                "straja_consultation_recordings",
+                "Consultations being recorded now (everyone consented, the clinician started it).",
+            )
+            .expect("valid metric"),
             consultation_participants: IntGauge::new(
                 "straja_consultation_participants",
                 "Participants connected to a consultation now (the clinician included).",
@@ -430,6 +437,7 @@ impl Metrics {
             Box::new(metrics.consultations.clone()),
             Box::new(metrics.consultation_participants.clone()),
             Box::new(metrics.consultation_join_seconds.clone()),
+            Box::new(metrics.consultation_recordings.clone()),
             // process_cpu_seconds_total, process_resident_memory_bytes, process_open_fds, ...
             Box::new(prometheus::process_collector::ProcessCollector::for_self()),
         ];
@@ -591,6 +599,7 @@ impl Metrics {
             self.recording_failures.with_label_values(&[camera, reason]);
         }
         RecordingMetrics {
+            label: camera.to_owned(),
             up: self.recording_up.with_label_values(l),
             segments: self.recording_segments.with_label_values(l),
             bytes_written: self.recording_written_bytes.with_label_values(l),
@@ -598,6 +607,16 @@ impl Metrics {
             failures: self.recording_failures.clone(),
             disk_free_bytes: self.recording_disk_free_bytes.clone(),
         }
+    }
+
+    /// The series every consultation track's recorder counts in: `camera="consultation"` (one
+    /// label for all, never a consultation's or participant's id). Its `up` is not exported (many
+    /// recorders share the label; `straja_consultation_recordings` says what runs).
+    pub fn consultation_recording(&self) -> RecordingMetrics {
+        let mut metrics = self.recording("consultation");
+        let _ = self.recording_up.remove_label_values(&["consultation"]);
+        metrics.up = IntGauge::new("detached", "not exported").expect("valid metric");
+        metrics
     }
 
     /// The registry in Prometheus text format.
@@ -665,6 +684,8 @@ impl<T: prometheus::core::Collector> prometheus::core::Collector for ArcCollecto
 /// One recorded camera's series, resolved once.
 #[derive(Clone)]
 pub struct RecordingMetrics {
+    /// The `camera` label of its series.
+    pub label: String,
     /// `straja_recording_up{camera}`.
     pub up: IntGauge,
     /// `straja_recording_segments_total{camera}`.
@@ -677,6 +698,15 @@ pub struct RecordingMetrics {
     pub failures: IntCounterVec,
     /// `straja_recording_disk_free_bytes`.
     pub disk_free_bytes: IntGauge,
+}
+
+impl RecordingMetrics {
+    /// Counts a recording stop for `reason` (`disk_full`, `write_error`, `muxer_error`).
+    pub fn count_failure(&self, reason: &str) {
+        self.failures
+            .with_label_values(&[&self.label, reason])
+            .inc();
+    }
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytes::Bytes;
-use straja_pipelines::{Mp4Export, VideoSample, demux_segment};
+use straja_pipelines::{MediaSample, Mp4Export, TrackCodec, demux_segment};
 
 use super::recording_key::RecordingKey;
 use super::segment_catalogue::SegmentCatalogue;
@@ -41,6 +41,12 @@ pub enum ExportError {
     )]
     MixedCodecs {
         /// The first segment in the other codec.
+        at: String,
+    },
+    /// A camera's segment holds no video (it is not a camera's).
+    #[error("segment {at} holds no video")]
+    NotVideo {
+        /// The segment.
         at: String,
     },
     /// A segment could not be read (damaged, altered, another key).
@@ -126,12 +132,15 @@ pub fn export(
             } else if first_wall > report.last_ms + 1000 {
                 report.gaps.push((report.last_ms, first_wall));
             }
+            let TrackCodec::Video(codec) = demuxed.codec else {
+                return Err(ExportError::NotVideo { at: segment.id() });
+            };
             let writer = match &mut writer {
-                Some(writer) if writer.codec() != demuxed.codec => {
+                Some(writer) if writer.codec() != codec => {
                     return Err(ExportError::MixedCodecs { at: segment.id() });
                 }
                 Some(writer) => writer,
-                None => writer.insert(Mp4Export::create(&temporary, demuxed.codec)?),
+                None => writer.insert(Mp4Export::create(&temporary, codec)?),
             };
             for sample in kept {
                 writer.push(
@@ -166,8 +175,8 @@ pub fn export(
 
 /// The samples of a segment (starting at wall time `start_ms`) to export for `from_ms..to_ms`:
 /// from the last keyframe at or before `from_ms`, to the last frame that starts before `to_ms`.
-fn trim(samples: &[VideoSample], start_ms: u64, from_ms: u64, to_ms: u64) -> &[VideoSample] {
-    let wall = |s: &VideoSample| start_ms + s.pts.as_millis() as u64;
+fn trim(samples: &[MediaSample], start_ms: u64, from_ms: u64, to_ms: u64) -> &[MediaSample] {
+    let wall = |s: &MediaSample| start_ms + s.pts.as_millis() as u64;
     if samples.last().is_none_or(|s| wall(s) < from_ms) {
         return &[];
     }
@@ -187,7 +196,7 @@ fn trim(samples: &[VideoSample], start_ms: u64, from_ms: u64, to_ms: u64) -> &[V
 }
 
 /// The usual spacing of frames (33 ms when it cannot be told).
-fn frame_duration(samples: &[VideoSample]) -> Duration {
+fn frame_duration(samples: &[MediaSample]) -> Duration {
     match samples {
         [.., a, b] if b.pts > a.pts => b.pts - a.pts,
         _ => Duration::from_millis(33),
@@ -198,9 +207,9 @@ fn frame_duration(samples: &[VideoSample]) -> Duration {
 mod tests {
     use super::*;
 
-    fn samples(frames: u64, gop: u64) -> Vec<VideoSample> {
+    fn samples(frames: u64, gop: u64) -> Vec<MediaSample> {
         (0..frames)
-            .map(|i| VideoSample {
+            .map(|i| MediaSample {
                 data: Bytes::new(),
                 pts: Duration::from_millis(i * 100),
                 dts: Duration::from_millis(i * 100),

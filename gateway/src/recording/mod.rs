@@ -7,10 +7,14 @@
 //! - [`segment_catalogue`]: which segments exist, from their file names;
 //! - [`retention`]: which segments are due for deletion;
 //! - [`export`]: segments of a time range into one playable MP4;
+//! - [`consultation_recordings`], [`consultation_export`]: consultations' recordings (with
+//!   everyone's consent), a track per participant and kind, and their export to one MP4;
 //! - [`recording_key`], [`disk_space`], [`wall_time`]: the key, the free-space check, times.
 //!
 //! [`Recordings`] ties them together for the daemon.
 
+pub mod consultation_export;
+pub mod consultation_recordings;
 pub mod disk_space;
 pub mod export;
 pub mod recorder;
@@ -24,6 +28,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+pub use consultation_recordings::ConsultationRecordings;
 pub use recorder::{Recorder, RecorderSettings, RecorderState};
 pub use recording_key::RecordingKey;
 pub use segment_catalogue::{PartFiles, SegmentCatalogue, SegmentInfo};
@@ -72,6 +77,10 @@ pub struct Recordings {
     recorders: Mutex<Vec<(RecorderSettings, Arc<Recorder>)>>,
     policies: Mutex<Vec<(String, RetentionPolicy)>>,
     metrics: Arc<Metrics>,
+    /// Consultations' recordings (only with everyone's consent).
+    pub consultations: ConsultationRecordings,
+    /// `[consultations] recording_retain_days`.
+    consultation_retention: Duration,
 }
 
 impl Recordings {
@@ -93,6 +102,18 @@ impl Recordings {
                 }
             })?,
         );
+        let consultations = ConsultationRecordings::open(
+            &config.state_dir,
+            key.clone(),
+            PartFiles::Recover,
+            config.recording.min_free_bytes,
+            metrics.consultation_recording(),
+            metrics.consultation_recordings.clone(),
+        )
+        .map_err(|source| RecordingError::Dir {
+            path: config.state_dir.join(consultation_recordings::DIR),
+            source,
+        })?;
         let recordings = Recordings {
             key,
             catalogue,
@@ -100,6 +121,10 @@ impl Recordings {
             recorders: Mutex::new(Vec::new()),
             policies: Mutex::new(Vec::new()),
             metrics,
+            consultations,
+            consultation_retention: Duration::from_secs(
+                config.consultations.recording_retain_days * 24 * 3600,
+            ),
         };
         for camera_config in &config.cameras {
             if let Some(camera) = cameras.iter().find(|c| c.id == camera_config.id) {
@@ -200,8 +225,9 @@ impl Recordings {
     }
 
     /// Deletes what every camera's retention policy says is due, and updates the stored-bytes
-    /// gauges. Blocking (file deletions): run it off the async runtime.
-    pub fn sweep(&self, now_ms: u64) {
+    /// gauges; deletes consultations' recordings past their retention and returns their ids.
+    /// Blocking (file deletions): run it off the async runtime.
+    pub fn sweep(&self, now_ms: u64) -> Vec<String> {
         let policies = lock(&self.policies).clone();
         for (camera, policy) in &policies {
             let camera = camera.as_str();
@@ -230,10 +256,14 @@ impl Recordings {
                 .with_label_values(&[camera])
                 .set(self.catalogue.bytes(camera) as i64);
         }
+        self.consultations
+            .sweep(now_ms, self.consultation_retention)
     }
 
-    /// Ends every recorder's segment cleanly and stops them (blocking, a few seconds at most).
+    /// Ends every recorder's segment cleanly and stops them, consultations' too (blocking, a few
+    /// seconds at most).
     pub fn stop(&self) {
+        self.consultations.stop_all();
         let recorders: Vec<Arc<Recorder>> = lock(&self.recorders)
             .iter()
             .map(|(_, r)| r.clone())

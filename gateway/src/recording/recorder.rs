@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use straja_pipelines::FragmentedMp4Muxer;
+use straja_pipelines::{FragmentedMp4Muxer, TrackCodec};
 
 use super::disk_space;
 use super::recording_key::RecordingKey;
@@ -198,6 +198,8 @@ struct OpenSegment {
     writer: SegmentWriter,
     start_ms: u64,
     epoch: u32,
+    /// The track's RTP clock rate.
+    clock_rate: u64,
     /// The first packet's RTP timestamp, extended to 64 bits.
     first_ts: i64,
     /// The last packet's RTP timestamp, and extended.
@@ -216,7 +218,7 @@ impl OpenSegment {
     fn media_of(&self, ts: u32) -> Duration {
         let ext = self.last_ext_ts + i64::from(ts.wrapping_sub(self.last_ts) as i32);
         let ticks = (ext - self.first_ts).max(0) as u64;
-        Duration::from_micros(ticks * 100 / 9)
+        Duration::from_micros(ticks * 1_000_000 / self.clock_rate)
     }
 
     fn until_ms(&self) -> u64 {
@@ -279,6 +281,8 @@ impl Worker {
     fn run(mut self) {
         tracing::info!(camera = %self.settings.camera, segment_seconds = self.settings.segment.as_secs(), "recording");
         self.set_state(RecorderState::Waiting);
+        // The first segment starts at a keyframe: ask for one rather than wait for the next.
+        self.feed.request_keyframe();
         while !self.stop.load(Ordering::Acquire) {
             match self.packets.recv_timeout(Duration::from_millis(100)) {
                 Ok(packet) => self.on_packet(packet),
@@ -354,7 +358,8 @@ impl Worker {
         let path = self.dir.join(part_name(start_ms));
         let writer = SegmentWriter::create(&path, &self.key, &self.settings.camera, start_ms)
             .map_err(|e| classify(&e))?;
-        let muxer = match FragmentedMp4Muxer::start(FRAGMENT, self.feed.video_codec()) {
+        let codec = self.codec();
+        let muxer = match FragmentedMp4Muxer::start(FRAGMENT, codec) {
             Ok(muxer) => muxer,
             Err(e) => {
                 drop(writer);
@@ -368,6 +373,7 @@ impl Worker {
             writer,
             start_ms,
             epoch: packet.epoch,
+            clock_rate: u64::from(codec.clock_rate()),
             first_ts: ts,
             last_ts: packet.header.timestamp,
             last_ext_ts: ts,
@@ -383,6 +389,16 @@ impl Worker {
         self.set_state(RecorderState::Recording);
         tracing::debug!(camera = %self.settings.camera, start_ms, "segment started");
         Ok(())
+    }
+
+    /// What the feed carries: its video codec, or Opus for an audio feed (a consultation
+    /// participant's; cameras' audio is not recorded).
+    fn codec(&self) -> TrackCodec {
+        if self.feed.is_audio() {
+            TrackCodec::Opus
+        } else {
+            self.feed.video_codec().into()
+        }
     }
 
     fn catalogue_root(&self) -> &std::path::Path {
@@ -463,10 +479,7 @@ impl Worker {
     }
 
     fn pause_for_disk(&mut self) {
-        self.metrics
-            .failures
-            .with_label_values(&[&self.settings.camera, "disk_full"])
-            .inc();
+        self.metrics.count_failure("disk_full");
         self.paused = Some(Pause::DiskFull {
             next_check: Instant::now() + HOUSEKEEPING,
         });
@@ -536,10 +549,7 @@ impl Worker {
         match failure {
             Failure::DiskFull(_) => self.pause_for_disk(),
             Failure::Write(_) | Failure::Muxer(_) => {
-                self.metrics
-                    .failures
-                    .with_label_values(&[&self.settings.camera, reason])
-                    .inc();
+                self.metrics.count_failure(reason);
                 self.paused = Some(Pause::Error {
                     retry_at: Instant::now() + RETRY_AFTER_ERROR,
                 });
@@ -564,7 +574,7 @@ impl Worker {
         }
     }
 
-    /// True when a segment file holds at least one movie fragment (`moof`), that is, video.
+    /// True when a segment file holds at least one movie fragment (`moof`), that is, media.
     fn holds_video(&self, path: &std::path::Path) -> bool {
         let Ok(reader) = SegmentReader::open(path, &self.key, &self.settings.camera) else {
             return false;

@@ -137,10 +137,21 @@ impl SegmentCatalogue {
     /// Reads the segments of a camera added by a reload (recovering what a crash cut short, as at
     /// start-up: its recorder has not started yet). A camera already known is left as it is.
     pub fn add_camera(&self, camera: &str, key: &RecordingKey) -> io::Result<()> {
+        self.scan_camera(camera, key, PartFiles::Recover)
+    }
+
+    /// Reads the segments of a camera (or consultation track) not read yet, treating `.part`
+    /// files as `parts` says. One already known is left as it is.
+    pub fn scan_camera(
+        &self,
+        camera: &str,
+        key: &RecordingKey,
+        parts: PartFiles,
+    ) -> io::Result<()> {
         if self.lock().contains_key(camera) {
             return Ok(());
         }
-        let found = self.scan(camera, key, PartFiles::Recover)?;
+        let found = self.scan(camera, key, parts)?;
         self.lock().entry(camera.to_owned()).or_insert(found);
         Ok(())
     }
@@ -285,6 +296,18 @@ impl SegmentCatalogue {
     /// Forgets a segment (its file is the caller's business).
     pub fn remove(&self, camera: &str, start_ms: u64) -> Option<SegmentInfo> {
         self.lock().get_mut(camera)?.remove(&start_ms)
+    }
+
+    /// Every camera (or consultation track) it has segments of, or has read.
+    pub fn cameras(&self) -> Vec<String> {
+        let mut cameras: Vec<String> = self.lock().keys().cloned().collect();
+        cameras.sort();
+        cameras
+    }
+
+    /// Forgets a camera's segments (their files are the caller's business).
+    pub fn forget_camera(&self, camera: &str) {
+        self.lock().remove(camera);
     }
 
     /// Bytes on disk of a camera's segments.
