@@ -372,43 +372,18 @@ async fn three_participants_see_and_hear_each_other_through_the_gateway() {
             file.display()
         );
     }
-    let out = support::test_artifacts::artifact_path("consultation-recording.mp4");
-    let _ = std::fs::remove_file(&out);
-    let (exported, text) = recordings::export_consultation(&config_file, &id, &out);
-    assert!(exported, "{text}");
+    let text = recordings::check_consultation_export(
+        &config_file,
+        &id,
+        "consultation-recording.mp4",
+        3,
+        recorded_for,
+    );
     println!("consultation: {text}");
-    let (streams, duration) = recordings::ffprobe_streams(&out).expect("ffprobe reads it");
-    let count = |kind: &str, codec: &str| {
-        streams
-            .iter()
-            .filter(|s| s.kind == kind && s.codec == codec)
-            .count()
-    };
-    assert_eq!(
-        (
-            count("video", "h264"),
-            count("audio", "opus"),
-            streams.len()
-        ),
-        (3, 3, 6),
-        "{streams:#?}"
-    );
-    assert!(
-        (recorded_for - 1.5..=recorded_for + 1.0).contains(&duration),
-        "the file lasts {duration:.2} s; recorded for {recorded_for:.2} s"
-    );
-    for stream in &streams {
-        assert!(
-            stream.duration >= recorded_for - 2.0 && stream.frames >= 60,
-            "every participant, the whole recording: {stream:?}"
-        );
-    }
-    let (again, text) = recordings::export_consultation(&config_file, &id, &out);
-    assert!(!again && text.contains("never overwrite"), "{text}");
     let (unknown, text) = recordings::export_consultation(
         &config_file,
         "0123456789abcdef0123456789abcdef",
-        &out.with_file_name("consultation-unknown.mp4"),
+        &support::test_artifacts::artifact_path("consultation-unknown.mp4"),
     );
     assert!(!unknown && text.contains("no recording"), "{text}");
 }

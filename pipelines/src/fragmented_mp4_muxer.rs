@@ -155,19 +155,8 @@ mod tests {
 
     #[test]
     fn rtp_packets_become_a_fragmented_mp4() {
-        let packets = crate::h264_rtp_clip(60, 30).unwrap();
-        let muxer =
-            FragmentedMp4Muxer::start(Duration::from_millis(500), VideoCodec::H264).unwrap();
-        let mut out = Vec::new();
-        for (packet, pts) in packets {
-            muxer.push(packet, pts).unwrap();
-            while let Some(bytes) = muxer.pull() {
-                out.extend_from_slice(&bytes);
-            }
-        }
-        for bytes in muxer.finish(Duration::from_secs(5)).unwrap() {
-            out.extend_from_slice(&bytes);
-        }
+        let out =
+            test_support::fragmented_mp4(VideoCodec::H264, crate::h264_rtp_clip(60, 30).unwrap());
         let boxes = test_support::top_level_boxes(&out);
         assert_eq!(&boxes[..2], ["ftyp", "moov"], "{boxes:?}");
         assert!(
@@ -180,19 +169,8 @@ mod tests {
 
     #[test]
     fn opus_rtp_packets_become_a_fragmented_mp4() {
-        let packets = crate::opus_rtp_clip(150).unwrap();
-        let muxer =
-            FragmentedMp4Muxer::start(Duration::from_millis(500), TrackCodec::Opus).unwrap();
-        let mut out = Vec::new();
-        for (packet, pts) in packets {
-            muxer.push(packet, pts).unwrap();
-            while let Some(bytes) = muxer.pull() {
-                out.extend_from_slice(&bytes);
-            }
-        }
-        for bytes in muxer.finish(Duration::from_secs(5)).unwrap() {
-            out.extend_from_slice(&bytes);
-        }
+        let out =
+            test_support::fragmented_mp4(TrackCodec::Opus, crate::opus_rtp_clip(150).unwrap());
         let boxes = test_support::top_level_boxes(&out);
         assert_eq!(&boxes[..2], ["ftyp", "moov"], "{boxes:?}");
         assert!(

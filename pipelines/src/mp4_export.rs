@@ -257,29 +257,17 @@ pub(crate) fn wait_for_end(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::FragmentedMp4Muxer;
 
     fn segment(frames: u32) -> Bytes {
         segment_of(VideoCodec::H264, frames)
     }
 
     fn segment_of(codec: VideoCodec, frames: u32) -> Bytes {
-        let muxer = FragmentedMp4Muxer::start(Duration::from_millis(500), codec).unwrap();
-        let mut out = Vec::new();
         let clip = match codec {
             VideoCodec::H264 => crate::h264_rtp_clip(frames, 30),
             VideoCodec::H265 => crate::h265_rtp_clip(frames, 30),
         };
-        for (packet, pts) in clip.unwrap() {
-            muxer.push(packet, pts).unwrap();
-            while let Some(bytes) = muxer.pull() {
-                out.extend_from_slice(&bytes);
-            }
-        }
-        for bytes in muxer.finish(Duration::from_secs(5)).unwrap() {
-            out.extend_from_slice(&bytes);
-        }
-        Bytes::from(out)
+        Bytes::from(crate::test_support::fragmented_mp4(codec, clip.unwrap()))
     }
 
     #[test]
@@ -319,18 +307,10 @@ mod tests {
 
     #[test]
     fn an_opus_segment_demuxes_into_its_packets() {
-        let muxer =
-            FragmentedMp4Muxer::start(Duration::from_millis(500), TrackCodec::Opus).unwrap();
-        let mut out = Vec::new();
-        for (packet, pts) in crate::opus_rtp_clip(100).unwrap() {
-            muxer.push(packet, pts).unwrap();
-            while let Some(bytes) = muxer.pull() {
-                out.extend_from_slice(&bytes);
-            }
-        }
-        for bytes in muxer.finish(Duration::from_secs(5)).unwrap() {
-            out.extend_from_slice(&bytes);
-        }
+        let out = crate::test_support::fragmented_mp4(
+            TrackCodec::Opus,
+            crate::opus_rtp_clip(100).unwrap(),
+        );
         let samples = demux_segment(Bytes::from(out), Duration::from_secs(10)).unwrap();
         assert_eq!(samples.codec, TrackCodec::Opus);
         assert!(samples.caps.starts_with("audio/x-opus"), "{}", samples.caps);

@@ -160,22 +160,12 @@ fn default_caps(codec: TrackCodec) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{FragmentedMp4Muxer, VideoCodec, demux_segment};
+    use crate::{VideoCodec, demux_segment};
     use bytes::Bytes;
 
     fn segment(codec: TrackCodec, clip: Vec<(Bytes, Duration)>) -> crate::SegmentSamples {
-        let muxer = FragmentedMp4Muxer::start(Duration::from_millis(500), codec).unwrap();
-        let mut out = Vec::new();
-        for (packet, pts) in clip {
-            muxer.push(packet, pts).unwrap();
-            while let Some(bytes) = muxer.pull() {
-                out.extend_from_slice(&bytes);
-            }
-        }
-        for bytes in muxer.finish(Duration::from_secs(5)).unwrap() {
-            out.extend_from_slice(&bytes);
-        }
-        demux_segment(Bytes::from(out), Duration::from_secs(10)).unwrap()
+        let mp4 = crate::test_support::fragmented_mp4(codec, clip);
+        demux_segment(Bytes::from(mp4), Duration::from_secs(10)).unwrap()
     }
 
     #[test]

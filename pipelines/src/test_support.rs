@@ -8,6 +8,26 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::packet_sink::PacketSink;
+use crate::{FragmentedMp4Muxer, TrackCodec};
+
+/// A clip's RTP packets muxed by the recorder's muxer (500 ms fragments): one segment's MP4.
+pub(crate) fn fragmented_mp4(
+    codec: impl Into<TrackCodec>,
+    clip: Vec<(Bytes, Duration)>,
+) -> Vec<u8> {
+    let muxer = FragmentedMp4Muxer::start(Duration::from_millis(500), codec).unwrap();
+    let mut out = Vec::new();
+    for (packet, pts) in clip {
+        muxer.push(packet, pts).unwrap();
+        while let Some(bytes) = muxer.pull() {
+            out.extend_from_slice(&bytes);
+        }
+    }
+    for bytes in muxer.finish(Duration::from_secs(5)).unwrap() {
+        out.extend_from_slice(&bytes);
+    }
+    out
+}
 
 /// H.264 NAL unit types the tests look for.
 pub(crate) const NAL_IDR: u8 = 5;

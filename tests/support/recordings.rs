@@ -23,20 +23,13 @@ pub struct Probe {
     pub duration: f64,
 }
 
-/// Runs ffprobe on `file`; `Err` with its output when it cannot read it.
-pub fn ffprobe(file: &Path) -> Result<Probe, String> {
+/// Runs ffprobe on `file` with `args` (before the file) and `-of json`; its JSON, or `Err` with
+/// its output when it cannot read the file.
+fn run_ffprobe(file: &Path, args: &[&str]) -> Result<serde_json::Value, String> {
     let output = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,width,height,nb_read_frames:format=duration",
-            "-of",
-            "json",
-        ])
+        .args(["-v", "error"])
+        .args(args)
+        .args(["-of", "json"])
         .arg(file)
         .output()
         .map_err(|e| format!("ffprobe could not run: {e}"))?;
@@ -48,14 +41,29 @@ pub fn ffprobe(file: &Path) -> Result<Probe, String> {
             String::from_utf8_lossy(&output.stderr)
         ));
     }
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("ffprobe JSON: {e}: {text}"))?;
+    serde_json::from_str(&text).map_err(|e| format!("ffprobe JSON: {e}: {text}"))
+}
+
+/// A number ffprobe printed (as a number or a string).
+fn number(v: &serde_json::Value) -> f64 {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or(0.0)
+}
+
+/// Runs ffprobe on `file`; `Err` with its output when it cannot read it.
+pub fn ffprobe(file: &Path) -> Result<Probe, String> {
+    let json = run_ffprobe(
+        file,
+        &[
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,nb_read_frames:format=duration",
+        ],
+    )?;
     let stream = &json["streams"][0];
-    let number = |v: &serde_json::Value| -> f64 {
-        v.as_f64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-            .unwrap_or(0.0)
-    };
     Ok(Probe {
         codec: stream["codec_name"].as_str().unwrap_or("").to_owned(),
         width: number(&stream["width"]) as u64,
@@ -138,34 +146,14 @@ pub struct StreamProbe {
 
 /// Runs ffprobe on every stream of `file`: the streams, and the container's duration.
 pub fn ffprobe_streams(file: &Path) -> Result<(Vec<StreamProbe>, f64), String> {
-    let output = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
+    let json = run_ffprobe(
+        file,
+        &[
             "-count_frames",
             "-show_entries",
             "stream=codec_type,codec_name,start_time,duration,nb_read_frames:format=duration",
-            "-of",
-            "json",
-        ])
-        .arg(file)
-        .output()
-        .map_err(|e| format!("ffprobe could not run: {e}"))?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    if !output.status.success() {
-        return Err(format!(
-            "ffprobe failed on {}: {}",
-            file.display(),
-            String::from_utf8_lossy(&output.stderr)
-        ));
-    }
-    let json: serde_json::Value =
-        serde_json::from_str(&text).map_err(|e| format!("ffprobe JSON: {e}: {text}"))?;
-    let number = |v: &serde_json::Value| -> f64 {
-        v.as_f64()
-            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
-            .unwrap_or(0.0)
-    };
+        ],
+    )?;
     let streams = json["streams"]
         .as_array()
         .map(|streams| {
@@ -206,6 +194,46 @@ pub fn export_consultation(config: &Path, consultation: &str, out: &Path) -> (bo
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.success(), text)
+}
+
+/// Exports a consultation's recording with the real command into the test artefact `name` and
+/// checks it with ffprobe: `participants` videos (H.264) and audios (Opus), alternating, the file
+/// and every track of about `recorded_for` seconds (the time between the pages' recording
+/// indicator going on and off), each with ≥ 60 frames. Returns what the command printed.
+pub fn check_consultation_export(
+    config: &Path,
+    consultation: &str,
+    name: &str,
+    participants: usize,
+    recorded_for: f64,
+) -> String {
+    let out = super::test_artifacts::artifact_path(name);
+    let _ = std::fs::remove_file(&out);
+    let (exported, text) = export_consultation(config, consultation, &out);
+    assert!(exported, "{text}");
+    let (streams, duration) = ffprobe_streams(&out).expect("ffprobe reads the export");
+    let kinds: Vec<(&str, &str)> = streams
+        .iter()
+        .map(|s| (s.kind.as_str(), s.codec.as_str()))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("video", "h264"), ("audio", "opus")].repeat(participants),
+        "a video and an audio track per participant: {streams:#?}"
+    );
+    assert!(
+        (recorded_for - 1.5..=recorded_for + 1.0).contains(&duration),
+        "the file lasts {duration:.2} s; recorded for {recorded_for:.2} s"
+    );
+    for stream in &streams {
+        assert!(
+            stream.duration >= recorded_for - 2.0 && stream.frames >= 60,
+            "every participant, the whole recording: {stream:?}"
+        );
+    }
+    let (again, refused) = export_consultation(config, consultation, &out);
+    assert!(!again && refused.contains("never overwrite"), "{refused}");
+    text
 }
 
 /// Every file under `dir` (recursively; none when it does not exist).

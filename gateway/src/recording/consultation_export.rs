@@ -279,23 +279,9 @@ mod tests {
     use super::*;
     use crate::hub::CameraFeed;
     use crate::metrics::Metrics;
+    use crate::recording::consultation_recordings::publish_test_media;
     use crate::recording::segment_catalogue::PartFiles;
     use std::sync::Arc;
-
-    /// Publishes 2 s of a participant's video and audio into their feeds, faster than real time.
-    fn publish(video: &CameraFeed, audio: &CameraFeed) {
-        let clip = straja_pipelines::h264_rtp_clip(60, 30).unwrap();
-        let mut sound = straja_pipelines::opus_rtp_clip(100).unwrap().into_iter();
-        for (packet, _) in clip {
-            video.publish(packet);
-            for _ in 0..2 {
-                if let Some((packet, _)) = sound.next() {
-                    audio.publish(packet);
-                }
-            }
-            std::thread::sleep(Duration::from_micros(300));
-        }
-    }
 
     #[test]
     fn two_participants_export_to_one_file_with_a_track_each_the_later_one_starting_later() {
@@ -321,10 +307,10 @@ mod tests {
         let (v1, a1) = feeds("p1");
         let (v2, a2) = feeds("p2");
         recordings.start(id, "p1", &v1, &a1).unwrap();
-        publish(&v1, &a1);
+        publish_test_media(&v1, &a1);
         std::thread::sleep(Duration::from_millis(500));
         recordings.start(id, "p2", &v2, &a2).unwrap();
-        publish(&v2, &a2);
+        publish_test_media(&v2, &a2);
         recordings.stop_all();
 
         let out = dir.path().join("consultation.mp4");

@@ -401,6 +401,23 @@ fn short(id: &str) -> &str {
     id.get(..8).unwrap_or(id)
 }
 
+/// Publishes 2 s of a participant's video (H.264, 60 frames) and audio (Opus, 100 packets) into
+/// their feeds, faster than real time.
+#[cfg(test)]
+pub(crate) fn publish_test_media(video: &CameraFeed, audio: &CameraFeed) {
+    let clip = straja_pipelines::h264_rtp_clip(60, 30).unwrap();
+    let mut sound = straja_pipelines::opus_rtp_clip(100).unwrap().into_iter();
+    for (packet, _) in clip {
+        video.publish(packet);
+        for _ in 0..2 {
+            if let Some((packet, _)) = sound.next() {
+                audio.publish(packet);
+            }
+        }
+        std::thread::sleep(Duration::from_micros(300));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -441,18 +458,7 @@ mod tests {
         let audio = CameraFeed::audio("p2", metrics.consultation_media());
         recordings.start(id, "p2", &video, &audio).unwrap();
         assert_eq!(metrics.consultation_recordings.get(), 1);
-        let clip = straja_pipelines::h264_rtp_clip(60, 30).unwrap();
-        let sound = straja_pipelines::opus_rtp_clip(100).unwrap();
-        let mut sound = sound.into_iter();
-        for (packet, _) in clip {
-            video.publish(packet);
-            for _ in 0..2 {
-                if let Some((packet, _)) = sound.next() {
-                    audio.publish(packet);
-                }
-            }
-            std::thread::sleep(Duration::from_micros(300));
-        }
+        publish_test_media(&video, &audio);
         recordings.stop(id, "p2");
         assert_eq!(metrics.consultation_recordings.get(), 0);
         recordings.stop_all();
