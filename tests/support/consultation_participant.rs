@@ -8,6 +8,7 @@ use std::time::Instant;
 use serde_json::{Value, json};
 
 use super::consultation_client::ConsultationClient;
+use super::lossy_link::LossyLink;
 use super::rtp_publisher::RtpPublisher;
 use super::whep_viewer::WhepViewer;
 
@@ -59,6 +60,16 @@ impl Participant {
 
     /// Subscribes to participant `to`.
     pub async fn subscribe(&mut self, to: &str) {
+        self.subscribe_over(to, None).await;
+    }
+
+    /// Subscribes to participant `to`, over a poor link (`loss_percent` lost each way, `delay`
+    /// each way) when one is given; returns the link (the subscription lasts as long as it).
+    pub async fn subscribe_over(
+        &mut self,
+        to: &str,
+        poor_link: Option<(u32, std::time::Duration)>,
+    ) -> Option<LossyLink> {
         let (mut viewer, offer) = WhepViewer::prepare(true, false).await;
         let asked = Instant::now();
         self.signal
@@ -68,10 +79,17 @@ impl Participant {
             .signal
             .expect("subscribe_answer", |m| m["participant"] == to)
             .await;
-        viewer
-            .accept(answer["sdp"].as_str().expect("sdp").to_owned())
-            .await;
+        let mut answer = answer["sdp"].as_str().expect("sdp").to_owned();
+        let mut link = None;
+        if let Some((loss_percent, delay)) = poor_link {
+            let gateway = LossyLink::gateway_candidate(&answer);
+            let started = LossyLink::start(gateway, loss_percent, delay).await;
+            answer = started.route_answer(&answer);
+            link = Some(started);
+        }
+        viewer.accept(answer).await;
         self.subscriptions.push((to.to_owned(), viewer, asked));
+        link
     }
 
     /// Waits until `other` publishes, then subscribes to it.

@@ -8,6 +8,7 @@
 //! - [`gateway_process`]: the `straja` binary in its own (optionally pinned) process, measured
 //!   from `/proc`.
 //! - [`gateway_under_test`]: a real gateway on loopback with a dev CA, and an HTTPS client.
+//! - [`lossy_link`]: a poor network link (loss, delay) between one WebRTC peer and the gateway.
 //! - [`notify_listener`]: the service manager's end of sd_notify (`NOTIFY_SOCKET`), read by a thread.
 //! - [`recordings`]: segment files decrypted with the gateway's key, MP4s checked with ffprobe.
 //! - [`reference_camera`]: the benchmarks' 720p30 2 Mbit/s GOP 1 s camera.
@@ -21,6 +22,7 @@ pub mod consultation_client;
 pub mod consultation_participant;
 pub mod gateway_process;
 pub mod gateway_under_test;
+pub mod lossy_link;
 pub mod notify_listener;
 pub mod recordings;
 pub mod reference_camera;

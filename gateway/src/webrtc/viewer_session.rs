@@ -37,6 +37,11 @@ const MAX_EVENT_TICKS: usize = 8;
 const REPLAY_FRAME_SPACING: u32 = 90;
 /// RTP clock rate of video (H.264).
 const VIDEO_CLOCK_RATE: u32 = 90_000;
+/// A viewer's keyframe requests (PLI, FIR) reach the camera or publisher at most this often: a
+/// viewer on a poor link, or a client that asks on every loss, cannot make the sender emit
+/// keyframes (several times a frame's size) at its rate for every other viewer. Its first request
+/// goes at once.
+pub const VIEWER_KEYFRAME_REQUEST_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Why a session ended (for logs; bounded set).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,6 +115,8 @@ pub struct ViewerSession {
     last_keyframe_sent: Option<(u32, u32)>,
     /// Set once the first keyframe went out (time to first frame recorded).
     first_frame_sent: bool,
+    /// When this viewer's last keyframe request was passed on.
+    last_keyframe_request: Option<Instant>,
 }
 
 impl ViewerSession {
@@ -135,6 +142,7 @@ impl ViewerSession {
             started: Instant::now(),
             last_keyframe_sent: None,
             first_frame_sent: false,
+            last_keyframe_request: None,
         }
     }
 
@@ -430,7 +438,13 @@ impl ViewerSession {
                     std::time::SystemTime::now(),
                 );
                 feedback.record(&self.feed.metrics().quality);
-                if feedback.keyframe_requests > 0 {
+                let now = Instant::now();
+                if feedback.keyframe_requests > 0
+                    && self.last_keyframe_request.is_none_or(|last| {
+                        now.duration_since(last) >= VIEWER_KEYFRAME_REQUEST_INTERVAL
+                    })
+                {
+                    self.last_keyframe_request = Some(now);
                     self.feed.request_keyframe();
                 }
             }
