@@ -380,6 +380,11 @@ async fn three_participants_see_and_hear_each_other_through_the_gateway() {
         recorded_for,
     );
     println!("consultation: {text}");
+    let listed = recordings::list_consultations(&config_file);
+    assert!(
+        listed.contains(&id) && listed.contains("6 track(s)"),
+        "{listed}"
+    );
     let (unknown, text) = recordings::export_consultation(
         &config_file,
         "0123456789abcdef0123456789abcdef",

@@ -236,6 +236,17 @@ pub fn check_consultation_export(
     text
 }
 
+/// `straja recordings list --consultations --config CONFIG` with the real binary: what it printed.
+pub fn list_consultations(config: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_straja"))
+        .args(["recordings", "list", "--consultations", "--config"])
+        .arg(config)
+        .output()
+        .expect("straja recordings list");
+    assert!(output.status.success(), "{output:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
 /// Every file under `dir` (recursively; none when it does not exist).
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
