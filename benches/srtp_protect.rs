@@ -15,6 +15,9 @@
 //!   `rtp::Packet::marshal` and then `Context::encrypt_rtp` (the two profiles the gateway offers).
 //! - `srtp_reference/ring_AES_*_GCM_seal/SIZE`: `ring` sealing the same packet in place, without
 //!   the SRTP layer (no copy, no allocation, no per-SSRC state): the floor on this machine.
+//! - `srtp_gateway/AEAD_AES_128_GCM_in_place/SIZE`: the gateway's own in-place sender
+//!   (`straja_gateway::webrtc::srtp_gcm_sender`, issue 7's egress path): sequence number, ROC,
+//!   IV, seal in the caller's buffer, tag appended; no allocation.
 //!
 //! Criterion's `thrpt` is packets per second on one core (one thread). A summary at the end
 //! converts the time per packet into viewers per core of one 2 Mbit/s camera (≈ 210 packets/s per
@@ -32,6 +35,7 @@ use criterion::{BenchmarkId, Criterion, Throughput, criterion_group};
 use rtc::shared::marshal::Marshal;
 use rtc::srtp::context::Context;
 use rtc::srtp::protection_profile::ProtectionProfile;
+use straja_gateway::webrtc::srtp_gcm_sender::{SrtpGcmSender, TAG_LEN};
 
 #[path = "support/counting_allocator.rs"]
 mod counting_allocator;
@@ -224,10 +228,53 @@ fn ring_reference(c: &mut Criterion) {
     group.finish();
 }
 
+/// Protects `packet` (its plaintext length `len`) with the next sequence number with the
+/// gateway's in-place sender; the buffer is cut back to the plaintext's length first.
+fn gateway_protect_next(
+    sender: &mut SrtpGcmSender,
+    packet: &mut Vec<u8>,
+    len: usize,
+    sequence: &mut u16,
+) -> usize {
+    *sequence = sequence.wrapping_add(1);
+    packet.truncate(len);
+    packet[2..4].copy_from_slice(&sequence.to_be_bytes());
+    sender.protect(packet).expect("protect");
+    packet.len()
+}
+
+fn gateway_sender() -> SrtpGcmSender {
+    let key: [u8; 16] = std::array::from_fn(|i| (i as u8).wrapping_mul(37));
+    let salt: [u8; 12] = std::array::from_fn(|i| (i as u8).wrapping_mul(11) ^ 0x5a);
+    SrtpGcmSender::new(&key, &salt).expect("SRTP sender")
+}
+
+fn gateway_in_place(c: &mut Criterion) {
+    let mut group = c.benchmark_group("srtp_gateway");
+    group.throughput(Throughput::Elements(1));
+    for size in PACKET_SIZES {
+        let mut sender = gateway_sender();
+        let mut packet = plaintext(size);
+        packet.reserve(TAG_LEN);
+        let mut sequence = 1u16;
+        group.bench_function(BenchmarkId::new("AEAD_AES_128_GCM_in_place", size), |b| {
+            b.iter(|| {
+                black_box(gateway_protect_next(
+                    &mut sender,
+                    black_box(&mut packet),
+                    size,
+                    &mut sequence,
+                ))
+            })
+        });
+    }
+    group.finish();
+}
+
 criterion_group! {
     name = benches;
     config = short_criterion::config();
-    targets = protect, unprotect, rtc_send_path, ring_reference
+    targets = protect, unprotect, rtc_send_path, ring_reference, gateway_in_place
 }
 
 /// Runs `operation` for about `duration`; returns ns per call and heap allocations per call.
@@ -295,10 +342,26 @@ fn summary() {
             row(name, 1200, "rtc send", send);
         }
     }
+    for size in PACKET_SIZES {
+        let mut sender = gateway_sender();
+        let mut packet = plaintext(size);
+        packet.reserve(TAG_LEN);
+        let mut sequence = 1u16;
+        let in_place = measure(duration, || {
+            black_box(gateway_protect_next(
+                &mut sender,
+                &mut packet,
+                size,
+                &mut sequence,
+            ));
+        });
+        row("AEAD_AES_128_GCM", size, "in place", in_place);
+    }
     println!(
         "allocs/packet: protect and unprotect return a new BytesMut per packet \
          (rtc_srtp::context::Context::encrypt_rtp / decrypt_rtp; no API takes a caller's buffer); \
-         'rtc send' adds rtp::Packet::marshal's buffer."
+         'rtc send' adds rtp::Packet::marshal's buffer; 'in place' is the gateway's own sender \
+         (straja_gateway::webrtc::srtp_gcm_sender), which seals the caller's buffer."
     );
 }
 

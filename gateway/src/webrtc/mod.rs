@@ -10,6 +10,7 @@ pub mod publisher_peer;
 pub mod publisher_session;
 pub mod rtcp_quality;
 pub mod rtp_rewriter;
+pub mod srtp_gcm_sender;
 pub mod stall_hook;
 pub mod stun_username;
 pub mod udp_transport;
