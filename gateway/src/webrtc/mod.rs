@@ -5,6 +5,7 @@
 pub mod batch_sender;
 pub mod deadline_queue;
 pub mod egress_shard;
+pub mod ice_lite_responder;
 pub mod keyframe_feedback;
 pub mod publisher_peer;
 pub mod publisher_session;
