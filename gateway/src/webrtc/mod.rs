@@ -4,6 +4,7 @@
 
 pub mod batch_sender;
 pub mod deadline_queue;
+pub mod dtls_srtp_client;
 pub mod egress_shard;
 pub mod ice_lite_responder;
 pub mod keyframe_feedback;
