@@ -10,6 +10,7 @@ pub mod ice_lite_responder;
 pub mod keyframe_feedback;
 pub mod publisher_peer;
 pub mod publisher_session;
+pub mod retransmit_history;
 pub mod rtcp_quality;
 pub mod rtp_rewriter;
 pub mod srtp_gcm_sender;
