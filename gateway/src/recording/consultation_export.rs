@@ -18,7 +18,7 @@ use straja_pipelines::{
     MAX_TRACKS, MediaSample, MultiTrackMp4Export, TrackCodec, TrackSpec, demux_segment,
 };
 
-use super::consultation_recordings::{ConsultationRecordings, parse_track_name};
+use super::consultation_recordings::{ConsultationRecordings, TrackKind, parse_track_name};
 use super::recording_key::RecordingKey;
 use super::segment_catalogue::SegmentInfo;
 use super::segment_file::SegmentReader;
@@ -189,7 +189,7 @@ pub fn export(
     // Video before audio, participant by participant.
     let mut ordered = tracks;
     ordered.sort_by_key(|(name, _)| {
-        parse_track_name(name).map(|(_, p, kind)| (p.to_owned(), kind.as_str() == "audio"))
+        parse_track_name(name).map(|(_, p, kind)| (p.to_owned(), kind == TrackKind::Audio))
     });
     for (name, segments) in ordered {
         let participant = parse_track_name(&name)

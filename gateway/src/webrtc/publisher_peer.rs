@@ -13,8 +13,8 @@ use rtc::peer_connection::sdp::RTCSessionDescription;
 use rtc::rtp_transceiver::rtp_sender::{RTCRtpCodecParameters, RtpCodecKind};
 
 use super::whep_peer::{
-    AudioCodec, H264_PROFILES, MAX_OFFER_BYTES, OfferError, PeerSetupError, answer, audio_codec,
-    build_peer, h264_codec, random_token,
+    AudioCodec, H264_PROFILES, OfferError, PeerSetupError, answer, audio_codec, build_peer,
+    check_sdp_shape, h264_codec, random_token,
 };
 
 /// A publisher's negotiated connection.
@@ -28,20 +28,7 @@ pub struct NegotiatedPublisher {
 }
 
 fn precheck(offer: &str) -> Result<(), OfferError> {
-    if offer.trim().is_empty() {
-        return Err(OfferError::Malformed("the offer is empty".into()));
-    }
-    if offer.len() > MAX_OFFER_BYTES {
-        return Err(OfferError::Malformed(format!(
-            "offer is {} bytes; at most {MAX_OFFER_BYTES}",
-            offer.len()
-        )));
-    }
-    if !offer.trim_start().starts_with("v=0") {
-        return Err(OfferError::Malformed(
-            "an SDP description starts with \"v=0\"".into(),
-        ));
-    }
+    check_sdp_shape(offer, "the offer is empty")?;
     let sends = |kind: &str| {
         offer
             .split("\nm=")

@@ -438,14 +438,14 @@ impl ViewerSession {
                     std::time::SystemTime::now(),
                 );
                 feedback.record(&self.feed.metrics().quality);
-                let now = Instant::now();
-                if feedback.keyframe_requests > 0
-                    && self.last_keyframe_request.is_none_or(|last| {
+                if feedback.keyframe_requests > 0 {
+                    let now = Instant::now();
+                    if self.last_keyframe_request.is_none_or(|last| {
                         now.duration_since(last) >= VIEWER_KEYFRAME_REQUEST_INTERVAL
-                    })
-                {
-                    self.last_keyframe_request = Some(now);
-                    self.feed.request_keyframe();
+                    }) {
+                        self.last_keyframe_request = Some(now);
+                        self.feed.request_keyframe();
+                    }
                 }
             }
         }

@@ -227,10 +227,11 @@ pub fn offer_takes_video(offer: &str, codec: VideoCodec) -> bool {
         .any(|section| maps_codec(section, video_rtpmap(codec)))
 }
 
-/// Checks what can be checked cheaply before any WebRTC state is built.
-fn precheck(offer: &str, video: VideoCodec) -> Result<(), OfferError> {
+/// Refuses an offer that cannot be an SDP description at all: empty (`empty` says how), over
+/// [`MAX_OFFER_BYTES`], or not starting with `v=0`. Viewers' and publishers' offers alike.
+pub(crate) fn check_sdp_shape(offer: &str, empty: &str) -> Result<(), OfferError> {
     if offer.trim().is_empty() {
-        return Err(OfferError::Malformed("the body is empty".into()));
+        return Err(OfferError::Malformed(empty.into()));
     }
     if offer.len() > MAX_OFFER_BYTES {
         return Err(OfferError::Malformed(format!(
@@ -243,6 +244,12 @@ fn precheck(offer: &str, video: VideoCodec) -> Result<(), OfferError> {
             "an SDP description starts with \"v=0\"".into(),
         ));
     }
+    Ok(())
+}
+
+/// Checks what can be checked cheaply before any WebRTC state is built.
+fn precheck(offer: &str, video: VideoCodec) -> Result<(), OfferError> {
+    check_sdp_shape(offer, "the body is empty")?;
     let has_video = offer.lines().any(|l| l.starts_with("m=video"));
     if !has_video {
         return Err(OfferError::Unacceptable(
