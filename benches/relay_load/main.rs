@@ -12,7 +12,9 @@
 //!
 //! `cargo bench --bench relay_load` (full: N up to 1000, 10-s windows);
 //! `-- --quick` (N = 10 and 100, 4-s windows; what CI runs); `-- --counts 250,500` for chosen N
-//! (to profile one load: `perf record -g -p $(pgrep -n straja)` during its window).
+//! (to profile one load: `perf record -g -p $(pgrep -n straja)` during its window);
+//! `-- --stacks straja,webrtc-rs` measures each viewer stack (`[webrtc] viewer_stack`) in turn
+//! (default: `straja`, the gateway's own).
 
 #[path = "../../tests/support/mod.rs"]
 mod support;
@@ -34,7 +36,8 @@ use std::time::{Duration, Instant};
 use child_process::{ChildProcess, Commands, tell};
 use latency_histogram::LatencyHistogram;
 use support::gateway_process::{
-    GatewayProcess, can_pin_two_cores, core_busy_seconds, process_user_system_seconds,
+    GatewayProcess, ProcessOptions, can_pin_two_cores, core_busy_seconds,
+    process_user_system_seconds,
 };
 use synthetic_camera::SyntheticCamera;
 use viewer_swarm::{SwarmConfig, SwarmControl, SwarmReport};
@@ -60,6 +63,14 @@ fn main() {
                     .map(|n| n.parse().expect("--counts N[,N...]"))
                     .collect()
             }),
+            option(&args, "--stacks")
+                .unwrap_or("straja")
+                .split(',')
+                .map(|stack| match stack {
+                    "straja" | "webrtc-rs" => stack.to_owned(),
+                    other => panic!("--stacks straja,webrtc-rs: not {other:?}"),
+                })
+                .collect(),
         ),
     }
 }
@@ -269,13 +280,29 @@ fn option<'a>(args: &'a [String], name: &str) -> Option<&'a str> {
     args.get(at + 1).map(String::as_str)
 }
 
-fn orchestrate(quick: bool, chosen_counts: Option<Vec<usize>>) {
+fn orchestrate(quick: bool, chosen_counts: Option<Vec<usize>>, stacks: Vec<String>) {
     let (default_counts, window): (&[usize], Duration) = if quick {
         (&[10, 100], Duration::from_secs(4))
     } else {
         (&[10, 100, 250, 500, 750, 1000], Duration::from_secs(10))
     };
     let counts = chosen_counts.as_deref().unwrap_or(default_counts);
+    let mut regressions = Vec::new();
+    for stack in &stacks {
+        run_stack(stack, counts, window, &mut regressions);
+    }
+    if !regressions.is_empty() {
+        eprintln!("relay_load: gross regression against the baseline:");
+        for regression in &regressions {
+            eprintln!("  {regression}");
+        }
+        std::process::exit(1);
+    }
+}
+
+/// Measures the gateway running its viewers on `stack` (`[webrtc] viewer_stack`) at each of
+/// `counts`, against the forwarder, and adds what regressed to `regressions`.
+fn run_stack(stack: &str, counts: &[usize], window: Duration, regressions: &mut Vec<String>) {
     let pinned = can_pin_two_cores();
     let pins = if pinned {
         (Some("0"), Some("1"))
@@ -283,12 +310,16 @@ fn orchestrate(quick: bool, chosen_counts: Option<Vec<usize>>) {
         (None, None)
     };
     let port = free_udp_port();
-    let gateway = GatewayProcess::start(
+    let gateway = GatewayProcess::start_with(
         &format!(
             "[[cameras]]\nid = \"cam\"\nname = \"Camera\"\n\
              source = \"rtp://127.0.0.1:{port}?passthrough=true\"\n"
         ),
-        pins.0,
+        ProcessOptions {
+            cpus: pins.0.map(str::to_owned),
+            viewer_stack: Some(stack.to_owned()),
+            ..ProcessOptions::default()
+        },
     );
     let camera = SyntheticCamera::start(SocketAddr::from(([127, 0, 0, 1], port)));
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
@@ -304,7 +335,7 @@ fn orchestrate(quick: bool, chosen_counts: Option<Vec<usize>>) {
     let idle_rss = gateway.rss_mib();
 
     println!(
-        "relay load: release gateway {}, one 2 Mbit/s 720p30 H.264 camera (~210 packets/s), \
+        "relay load, viewer_stack = {stack:?}: release gateway {}, one 2 Mbit/s 720p30 H.264 camera (~210 packets/s), \
          {}-s windows; viewers decrypt SRTP in another process{}",
         if pinned {
             "pinned to core 0"
@@ -333,7 +364,6 @@ fn orchestrate(quick: bool, chosen_counts: Option<Vec<usize>>) {
         "KiB/vwr",
         "skips"
     );
-    let mut regressions = Vec::new();
     let mut sustained = None;
     for &count in counts {
         let base = baseline(count, window, pins);
@@ -384,20 +414,20 @@ fn orchestrate(quick: bool, chosen_counts: Option<Vec<usize>>) {
         }
         if relayed.connected() < count {
             regressions.push(format!(
-                "N={count}: only {} of {count} viewers connected",
+                "{stack} N={count}: only {} of {count} viewers connected",
                 relayed.connected()
             ));
         }
         if relayed.loss() > 0.01 {
             regressions.push(format!(
-                "N={count}: the gateway lost {:.2} % where the forwarder lost {:.3} %",
+                "{stack} N={count}: the gateway lost {:.2} % where the forwarder lost {:.3} %",
                 relayed.loss() * 100.0,
                 base.loss() * 100.0
             ));
         }
         if g99 > b99.saturating_mul(20).max(b99 + 20_000) {
             regressions.push(format!(
-                "N={count}: gateway p99 latency {g99} µs against the forwarder's {b99} µs"
+                "{stack} N={count}: gateway p99 latency {g99} µs against the forwarder's {b99} µs"
             ));
         }
     }
@@ -410,11 +440,4 @@ fn orchestrate(quick: bool, chosen_counts: Option<Vec<usize>>) {
     }
     drop(camera);
     drop(gateway);
-    if !regressions.is_empty() {
-        eprintln!("relay_load: gross regression against the baseline:");
-        for regression in &regressions {
-            eprintln!("  {regression}");
-        }
-        std::process::exit(1);
-    }
 }

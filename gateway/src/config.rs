@@ -354,6 +354,24 @@ pub struct WebrtcConfig {
     /// Addresses to announce when the box is behind a 1:1 NAT.
     #[serde(default)]
     pub public_ips: Vec<IpAddr>,
+    /// Who runs a viewer's connection after the SDP answer (see [`ViewerStack`]).
+    #[serde(default)]
+    pub viewer_stack: ViewerStack,
+}
+
+/// `[webrtc] viewer_stack`: the code that runs viewers' connections.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub enum ViewerStack {
+    /// `"straja"` (default): the gateway's own ICE-lite, DTLS-SRTP and SRTP sealed in place,
+    /// several times cheaper per packet (benches/README.md, relay_load); an offer it cannot take
+    /// (no sha-256 fingerprint, or the browser wants to be the DTLS client) falls back to
+    /// `rtc`'s peer connection.
+    #[default]
+    #[serde(rename = "straja")]
+    Straja,
+    /// `"webrtc-rs"`: `rtc`'s peer connection for every viewer (as before issue 7).
+    #[serde(rename = "webrtc-rs")]
+    WebrtcRs,
 }
 
 impl Default for WebrtcConfig {
@@ -361,6 +379,7 @@ impl Default for WebrtcConfig {
         Self {
             udp_listen: SocketAddr::from(([0, 0, 0, 0], 8189)),
             public_ips: Vec::new(),
+            viewer_stack: ViewerStack::default(),
         }
     }
 }

@@ -30,6 +30,8 @@ pub struct ProcessOptions {
     pub deny_write_execute: bool,
     /// Leaves `STRAJA_LOG` unset, so that the configuration's `log.level` applies.
     pub log_level_from_config: bool,
+    /// `[webrtc] viewer_stack` (`"straja"`, `"webrtc-rs"`); the default when unset.
+    pub viewer_stack: Option<String>,
 }
 
 /// A running gateway process.
@@ -74,11 +76,16 @@ impl GatewayProcess {
                 "state_dir = \"{state}\"\n[http]\nlisten = \"{listen}\"\n\
                  tls_cert = \"{c}/server.crt\"\ntls_key = \"{c}/server.key\"\n\
                  [metrics]\nlisten = \"127.0.0.1:0\"\n[webrtc]\nudp_listen = \"127.0.0.1:0\"\n\
-                 [limits]\nmax_sessions = 100000\nmax_sessions_per_camera = 100000\n\
+                 {stack}[limits]\nmax_sessions = 100000\nmax_sessions_per_camera = 100000\n\
                  {cameras_toml}\n",
                 state = dir.path().join("state").display(),
                 listen = options.http_listen.as_deref().unwrap_or("127.0.0.1:0"),
                 c = certs.display(),
+                stack = options
+                    .viewer_stack
+                    .as_ref()
+                    .map(|stack| format!("viewer_stack = \"{stack}\"\n"))
+                    .unwrap_or_default(),
             ),
         )
         .expect("config");

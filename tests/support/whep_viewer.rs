@@ -63,6 +63,11 @@ pub struct Reception {
     /// The longest time between two complete frames since the first, or since
     /// [`WhepViewer::restart_gap_measurement`].
     pub longest_frame_gap: Duration,
+    /// Distinct video sequence numbers received, unwrapped (the first is 0): retransmissions
+    /// fill the holes losses leave.
+    pub distinct_sequences: std::collections::BTreeSet<i64>,
+    /// The last video sequence number received and its unwrapped value.
+    unwrapped_last: Option<(u16, i64)>,
     last_audio_sequence: Option<u16>,
     current_timestamp: Option<u32>,
     current_has_keyframe: bool,
@@ -71,6 +76,24 @@ pub struct Reception {
 }
 
 impl Reception {
+    /// Video sequence numbers missing between the first and `tail` before the highest received
+    /// (the newest may still be on their way), and how many that span holds.
+    pub fn missing_sequences(&self, tail: i64) -> (u64, u64) {
+        let (Some(&first), Some(&last)) = (
+            self.distinct_sequences.first(),
+            self.distinct_sequences.last(),
+        ) else {
+            return (0, 0);
+        };
+        let end = last - tail;
+        if end <= first {
+            return (0, 0);
+        }
+        let span = (end - first + 1) as u64;
+        let present = self.distinct_sequences.range(first..=end).count() as u64;
+        (span - present, span)
+    }
+
     fn on_audio_packet(&mut self, sequence: u16, timestamp: u32) {
         self.audio_packets += 1;
         let gap = self
@@ -89,6 +112,14 @@ impl Reception {
             self.video_payload_first_bytes.insert(first);
         }
         self.first_packet_at.get_or_insert_with(Instant::now);
+        let unwrapped = match self.unwrapped_last {
+            Some((last, at)) => at + i64::from(sequence.wrapping_sub(last) as i16),
+            None => 0,
+        };
+        self.unwrapped_last = Some((sequence, unwrapped));
+        if self.distinct_sequences.len() < 100_000 {
+            self.distinct_sequences.insert(unwrapped);
+        }
         let gap = self
             .last_sequence
             .is_some_and(|last| sequence != last.wrapping_add(1));

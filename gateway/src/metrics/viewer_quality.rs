@@ -27,6 +27,8 @@ pub struct ViewerQualityFamilies {
     pub rtt: HistogramVec,
     /// `straja_viewer_nacks_total{camera,kind}`.
     pub nacks: IntCounterVec,
+    /// `straja_viewer_retransmits_total{camera}`.
+    pub retransmits: IntCounterVec,
     /// `straja_viewer_keyframe_requests_total{camera}`.
     pub keyframe_requests: IntCounterVec,
     /// `straja_keyframes_sent_total{camera}`.
@@ -72,6 +74,12 @@ impl ViewerQualityFamilies {
                 "RTCP NACK packets (retransmission requests) received from viewers.",
                 &["camera", "kind"],
             ),
+            retransmits: counter(
+                "straja_viewer_retransmits_total",
+                "Video packets sent again to viewers on their NACKs (the gateway's own viewer \
+                 stack; at most 100 a second per viewer).",
+                &["camera"],
+            ),
             keyframe_requests: counter(
                 "straja_viewer_keyframe_requests_total",
                 "Keyframe requests (RTCP PLI, FIR) received from viewers.",
@@ -99,6 +107,7 @@ impl ViewerQualityFamilies {
             Box::new(self.jitter.clone()),
             Box::new(self.rtt.clone()),
             Box::new(self.nacks.clone()),
+            Box::new(self.retransmits.clone()),
             Box::new(self.keyframe_requests.clone()),
             Box::new(self.keyframes_sent.clone()),
             Box::new(self.time_to_first_frame.clone()),
@@ -114,6 +123,7 @@ impl ViewerQualityFamilies {
             jitter: per_kind(&self.jitter),
             rtt: per_kind(&self.rtt),
             nacks: KINDS.map(|kind| self.nacks.with_label_values(&[camera, kind])),
+            retransmits: self.retransmits.with_label_values(&[camera]),
             keyframe_requests: self.keyframe_requests.with_label_values(&[camera]),
             keyframes_sent: self.keyframes_sent.with_label_values(&[camera]),
             time_to_first_frame: self.time_to_first_frame.with_label_values(&[camera]),
@@ -128,6 +138,7 @@ impl ViewerQualityFamilies {
             let _ = self.rtt.remove_label_values(&[camera, kind]);
             let _ = self.nacks.remove_label_values(&[camera, kind]);
         }
+        let _ = self.retransmits.remove_label_values(&[camera]);
         let _ = self.keyframe_requests.remove_label_values(&[camera]);
         let _ = self.keyframes_sent.remove_label_values(&[camera]);
         let _ = self.time_to_first_frame.remove_label_values(&[camera]);
@@ -151,6 +162,8 @@ pub struct ViewerQuality {
     pub rtt: [Histogram; 2],
     /// NACKs received, by [`Kind`].
     pub nacks: [IntCounter; 2],
+    /// Packets sent again on NACKs.
+    pub retransmits: IntCounter,
     /// PLI/FIR received.
     pub keyframe_requests: IntCounter,
     /// Keyframes sent.

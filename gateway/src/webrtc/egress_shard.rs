@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use bytes::BytesMut;
 use rtc::shared::TaggedBytesMut;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
@@ -30,6 +31,8 @@ use crate::metrics::relay_latency::RelayLatency;
 /// 2 s of one 2 Mbit/s camera. A shard that falls further behind drops and resumes its viewers at
 /// a keyframe rather than show them ever older video.
 pub const SHARD_MEDIA_PACKETS: usize = 512;
+/// The send buffer's allocation: about 50 packets of a camera per allocation.
+const SEND_BUFFER_BYTES: usize = 64 * 1024;
 /// Datagrams from viewers a shard queues before the media port drops for it.
 pub const SHARD_INBOX_DATAGRAMS: usize = 4096;
 /// Most camera packets handled before the shard sends: larger batches make longer GSO runs per
@@ -94,6 +97,7 @@ impl ShardHandle {
             touched: Vec::new(),
             ending: Vec::new(),
             outbox: Vec::new(),
+            send_buffer: BytesMut::with_capacity(SEND_BUFFER_BYTES),
             viewers: viewers.clone(),
             heartbeat,
             stall,
@@ -171,6 +175,9 @@ struct EgressShard {
     /// Sessions that ended since the last send.
     ending: Vec<(u64, EndReason)>,
     outbox: Vec<TaggedBytesMut>,
+    /// Where the gateway's own viewer links write and seal their packets: one allocation shared
+    /// by many packets, reclaimed once they are sent.
+    send_buffer: BytesMut,
     viewers: Arc<AtomicUsize>,
     /// Beaten at every turn of the loop (the service watchdog reads it).
     heartbeat: Heartbeat,
@@ -317,7 +324,10 @@ impl EgressShard {
         let Some(slot) = self.sessions.get_mut(&key) else {
             return;
         };
-        if let Some(reason) = slot.session.handle_datagram(datagram) {
+        if let Some(reason) = slot
+            .session
+            .handle_datagram(datagram, &mut self.send_buffer)
+        {
             self.ending.push((key, reason));
         }
         self.touch(key);
@@ -335,9 +345,11 @@ impl EgressShard {
                 continue;
             };
             let forwarded = if group.audio {
-                slot.session.forward_audio(packet, now)
+                slot.session
+                    .forward_audio(packet, now, &mut self.send_buffer)
             } else {
-                slot.session.forward(packet, resume, now)
+                slot.session
+                    .forward(packet, resume, now, &mut self.send_buffer)
             };
             if forwarded == Forwarded::Sent {
                 sent += 1;
@@ -360,7 +372,7 @@ impl EgressShard {
             let Some(slot) = self.sessions.get_mut(&key) else {
                 continue;
             };
-            if let Some(reason) = slot.session.handle_timeout(now) {
+            if let Some(reason) = slot.session.handle_timeout(now, &mut self.send_buffer) {
                 self.ending.push((key, reason));
             }
             self.touch(key);

@@ -4,6 +4,7 @@
 
 pub mod batch_sender;
 pub mod deadline_queue;
+pub mod direct_link;
 pub mod dtls_srtp_client;
 pub mod egress_shard;
 pub mod ice_lite_responder;
@@ -11,12 +12,14 @@ pub mod keyframe_feedback;
 pub mod publisher_peer;
 pub mod publisher_session;
 pub mod retransmit_history;
+pub mod rtc_link;
 pub mod rtcp_quality;
 pub mod rtp_rewriter;
 pub mod srtp_gcm_sender;
 pub mod stall_hook;
 pub mod stun_username;
 pub mod udp_transport;
+pub mod viewer_link;
 pub mod viewer_session;
 pub mod whep_peer;
 
@@ -28,7 +31,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::config::WebrtcConfig;
+use crate::config::{ViewerStack, WebrtcConfig};
 use crate::heartbeat::Heartbeats;
 use crate::hub::CameraFeed;
 use egress_shard::{Control, ShardHandle};
@@ -40,6 +43,7 @@ pub use whep_peer::{OfferError, PeerSetupError};
 pub struct WebrtcEngine {
     transport: Arc<UdpTransport>,
     public_ips: Vec<IpAddr>,
+    viewer_stack: ViewerStack,
     next_key: AtomicU64,
     shards: Vec<ShardHandle>,
     receivers: Vec<JoinHandle<()>>,
@@ -109,6 +113,7 @@ impl WebrtcEngine {
         Ok(WebrtcEngine {
             transport,
             public_ips: config.public_ips.clone(),
+            viewer_stack: config.viewer_stack,
             next_key: AtomicU64::new(1),
             shards,
             receivers,
@@ -152,9 +157,38 @@ impl WebrtcEngine {
             .ok_or_else(|| PeerSetupError::new("no egress shard is running"))?;
         self.transport
             .register(key, negotiated.ice_ufrag.clone(), shard.datagrams.clone());
+        let audio_stream = negotiated
+            .audio
+            .as_ref()
+            .map(|a| (a.ssrc, a.codec.clock_rate()));
+        let direct = match (self.viewer_stack, negotiated.direct) {
+            (ViewerStack::Straja, Some(setup)) => {
+                match direct_link::DirectLink::new(
+                    setup,
+                    negotiated.ssrc,
+                    audio_stream,
+                    std::time::Instant::now(),
+                ) {
+                    Ok(link) => Some(link),
+                    Err(e) => return Err(PeerSetupError::new(e)),
+                }
+            }
+            _ => None,
+        };
+        tracing::debug!(
+            own_stack = direct.is_some(),
+            "viewer connection: the gateway's own stack (ICE-lite, DTLS, SRTP) or rtc's"
+        );
+        let link = match direct {
+            Some(link) => viewer_link::ViewerLink::Direct(Box::new(link)),
+            None => viewer_link::ViewerLink::Rtc(Box::new(rtc_link::RtcLink::new(
+                negotiated.peer,
+                negotiated.sender,
+                negotiated.audio.as_ref().map(|a| a.sender),
+            ))),
+        };
         let session = viewer_session::ViewerSession::new(
-            negotiated.peer,
-            negotiated.sender,
+            link,
             rtp_rewriter::RtpRewriter::new(
                 negotiated.ssrc,
                 negotiated.payload_type,
@@ -167,7 +201,6 @@ impl WebrtcEngine {
                 .zip(audio)
                 .map(|(negotiated, (audio_feed, codec))| {
                     viewer_session::AudioPath::new(
-                        negotiated.sender,
                         rtp_rewriter::RtpRewriter::new(
                             negotiated.ssrc,
                             negotiated.payload_type,

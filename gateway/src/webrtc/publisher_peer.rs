@@ -102,7 +102,14 @@ pub fn negotiate_publisher(
         );
     let ice_ufrag = random_token(16);
     let now = Instant::now();
-    let mut peer = build_peer(media_engine, registry, &ice_ufrag, now)?;
+    let mut peer = build_peer(
+        media_engine,
+        registry,
+        &ice_ufrag,
+        &random_token(32),
+        None,
+        now,
+    )?;
     if let Err(e) = peer.set_remote_description(now, offer) {
         return Ok(Err(OfferError::Unacceptable(e.to_string())));
     }

@@ -161,9 +161,24 @@ impl SrtpGcmSender {
     /// Protects the RTP packet in `packet` in place: its payload encrypted, the tag appended
     /// (`packet` grows by [`TAG_LEN`]; with that much spare capacity, nothing is allocated).
     pub fn protect(&mut self, packet: &mut Vec<u8>) -> Result<(), SrtpError> {
-        let header = header_len(packet).ok_or(SrtpError::NotRtp)?;
-        let sequence = u16::from_be_bytes([packet[2], packet[3]]);
-        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+        let len = packet.len();
+        packet.resize(len + TAG_LEN, 0);
+        let sealed = self.seal(packet);
+        if sealed.is_err() {
+            packet.truncate(len);
+        }
+        sealed
+    }
+
+    /// Protects the RTP packet in `packet[..len - TAG_LEN]` in place, the tag written into the
+    /// last [`TAG_LEN`] bytes (room the caller leaves): what the egress path does in its send
+    /// buffer.
+    pub fn seal(&mut self, packet: &mut [u8]) -> Result<(), SrtpError> {
+        let rtp_len = packet.len().checked_sub(TAG_LEN).ok_or(SrtpError::NotRtp)?;
+        let (rtp, tag_out) = packet.split_at_mut(rtp_len);
+        let header = header_len(rtp).ok_or(SrtpError::NotRtp)?;
+        let sequence = u16::from_be_bytes([rtp[2], rtp[3]]);
+        let ssrc = u32::from_be_bytes([rtp[8], rtp[9], rtp[10], rtp[11]]);
         let roc = self.roc(ssrc, sequence)?;
         let mut iv = [0u8; NONCE_LEN];
         iv[2..6].copy_from_slice(&ssrc.to_be_bytes());
@@ -172,7 +187,7 @@ impl SrtpGcmSender {
         for (byte, salt) in iv.iter_mut().zip(self.salt) {
             *byte ^= salt;
         }
-        let (head, payload) = packet.split_at_mut(header);
+        let (head, payload) = rtp.split_at_mut(header);
         let tag = self
             .key
             .seal_in_place_separate_tag(
@@ -181,7 +196,7 @@ impl SrtpGcmSender {
                 payload,
             )
             .map_err(|_| SrtpError::Seal)?;
-        packet.extend_from_slice(tag.as_ref());
+        tag_out.copy_from_slice(tag.as_ref());
         Ok(())
     }
 }

@@ -1,6 +1,7 @@
-//! One viewer's session: its sans-IO peer connection, driven by the egress shard that owns it with
-//! datagrams from the shared media port, packets from the camera's feed, and its timers. It does
-//! no I/O itself: what it has to send is taken with [`ViewerSession::poll_transmit`].
+//! One viewer's session: its connection ([`ViewerLink`]: the gateway's own stack or `rtc`'s peer
+//! connection), driven by the egress shard that owns it with datagrams from the shared media
+//! port, packets from the camera's feed, and its timers. It does no I/O itself: what it has to
+//! send is taken with [`ViewerSession::poll_transmit`].
 //!
 //! A viewer starts from the camera's cached GOP when there is one (`replay_gop`), otherwise, like
 //! a viewer that resumes after packets were dropped for it or after the camera's stream restarted,
@@ -11,17 +12,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rtc::peer_connection::RTCPeerConnection;
-use rtc::peer_connection::event::RTCPeerConnectionEvent;
-use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
-use rtc::peer_connection::state::RTCPeerConnectionState;
-use rtc::rtp;
-use rtc::rtp_transceiver::RTCRtpSenderId;
-use rtc::sansio::Protocol;
+use bytes::BytesMut;
 use rtc::shared::TaggedBytesMut;
 
 use super::rtcp_quality::{SentStream, ViewerFeedback};
 use super::rtp_rewriter::{Rewritten, RtpRewriter};
+use super::viewer_link::{LinkEvent, Stream, ViewerLink};
 use crate::hub::{CameraFeed, MediaPacket};
 use crate::metrics::viewer_quality::Kind;
 
@@ -29,8 +25,6 @@ use crate::metrics::viewer_quality::Kind;
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Bound on the protocol's own timers, so a session is looked at regularly even when idle.
 const MAX_IDLE: Duration = Duration::from_secs(1);
-/// Most immediate ticks after events in one go (each may produce more events).
-const MAX_EVENT_TICKS: usize = 8;
 /// Media-time spacing (90 kHz ticks, 1 ms) given to the frames of a replayed GOP, whatever their
 /// spacing at the camera: the browser decodes the replay as a catch-up burst and shows live video
 /// right after it, instead of playing the GOP at its own pace and staying behind live by its age.
@@ -63,10 +57,8 @@ pub enum Forwarded {
     Skipped,
 }
 
-/// A viewer's audio: its sender, its rewriter and the camera's audio feed.
+/// A viewer's audio: its rewriter and the camera's audio feed.
 pub struct AudioPath {
-    /// The audio sender.
-    pub sender: RTCRtpSenderId,
     /// The viewer's SSRC and payload type for it.
     pub rewriter: RtpRewriter,
     /// The camera's audio feed.
@@ -78,15 +70,9 @@ pub struct AudioPath {
 }
 
 impl AudioPath {
-    /// The audio path of a viewer of `feed` through `sender`, rewritten by `rewriter`.
-    pub fn new(
-        sender: RTCRtpSenderId,
-        rewriter: RtpRewriter,
-        feed: Arc<CameraFeed>,
-        clock_rate: u32,
-    ) -> AudioPath {
+    /// The audio path of a viewer of `feed`, rewritten by `rewriter`.
+    pub fn new(rewriter: RtpRewriter, feed: Arc<CameraFeed>, clock_rate: u32) -> AudioPath {
         AudioPath {
-            sender,
             rewriter,
             feed,
             clock_rate,
@@ -95,10 +81,9 @@ impl AudioPath {
     }
 }
 
-/// A viewer's peer connection and what the relay keeps for it.
+/// A viewer's connection and what the relay keeps for it.
 pub struct ViewerSession {
-    peer: RTCPeerConnection,
-    sender: RTCRtpSenderId,
+    link: ViewerLink,
     rewriter: RtpRewriter,
     feed: Arc<CameraFeed>,
     audio: Option<AudioPath>,
@@ -120,17 +105,15 @@ pub struct ViewerSession {
 }
 
 impl ViewerSession {
-    /// A session for a negotiated peer connection, viewing `feed`.
+    /// A session for a negotiated connection, viewing `feed`.
     pub fn new(
-        peer: RTCPeerConnection,
-        sender: RTCRtpSenderId,
+        link: ViewerLink,
         rewriter: RtpRewriter,
         feed: Arc<CameraFeed>,
         audio: Option<AudioPath>,
     ) -> ViewerSession {
         ViewerSession {
-            peer,
-            sender,
+            link,
             rewriter,
             feed,
             audio,
@@ -158,7 +141,12 @@ impl ViewerSession {
 
     /// Offers one packet of the camera's audio at `now`: sent as it is (a new SSRC, payload type,
     /// sequence numbers and timestamps that stay continuous across the camera's restarts).
-    pub fn forward_audio(&mut self, packet: &MediaPacket, now: Instant) -> Forwarded {
+    pub fn forward_audio(
+        &mut self,
+        packet: &MediaPacket,
+        now: Instant,
+        buffer: &mut BytesMut,
+    ) -> Forwarded {
         if !self.connected {
             return Forwarded::Skipped;
         }
@@ -179,33 +167,34 @@ impl ViewerSession {
         let out = audio
             .rewriter
             .rewrite(packet.header.sequence, packet.header.timestamp);
-        let sender = audio.sender;
-        self.write(sender, out, packet, now)
+        self.write(Stream::Audio, out, packet, now, buffer)
     }
 
-    /// Takes a datagram from the viewer (STUN, DTLS, SRTCP).
-    pub fn handle_datagram(&mut self, datagram: TaggedBytesMut) -> Option<EndReason> {
-        if let Err(e) = self.peer.handle_read(datagram) {
-            tracing::trace!(error = %e, "datagram rejected by the peer connection");
-        }
-        self.handle_reads();
-        self.pump_events()
+    /// Takes a datagram from the viewer (STUN, DTLS, SRTCP); `buffer` is the shard's send buffer
+    /// (a connection that comes up starts with the cached GOP).
+    pub fn handle_datagram(
+        &mut self,
+        datagram: TaggedBytesMut,
+        buffer: &mut BytesMut,
+    ) -> Option<EndReason> {
+        let now = Instant::now();
+        self.link.handle_datagram(datagram, now);
+        self.handle_events(buffer)
     }
 
     /// Runs the connection's timers if due, and checks the connect deadline.
-    pub fn handle_timeout(&mut self, now: Instant) -> Option<EndReason> {
+    pub fn handle_timeout(&mut self, now: Instant, buffer: &mut BytesMut) -> Option<EndReason> {
         if !self.ever_connected && now.duration_since(self.started) > CONNECT_TIMEOUT {
             return Some(EndReason::NeverConnected);
         }
-        let _ = self.peer.handle_timeout(now);
-        self.handle_reads();
-        self.pump_events()
+        self.link.handle_timeout(now);
+        self.handle_events(buffer)
     }
 
     /// When the session next needs [`ViewerSession::handle_timeout`].
     pub fn deadline(&mut self, now: Instant) -> Instant {
         let mut deadline = self
-            .peer
+            .link
             .poll_timeout()
             .unwrap_or(now + MAX_IDLE)
             .min(now + MAX_IDLE);
@@ -217,18 +206,25 @@ impl ViewerSession {
 
     /// The next datagram the connection wants sent.
     pub fn poll_transmit(&mut self) -> Option<TaggedBytesMut> {
-        self.peer.poll_write()
+        self.link.poll_transmit()
     }
 
     /// Starts the connection's close (DTLS close_notify); its datagrams are then in
     /// [`ViewerSession::poll_transmit`].
     pub fn close(&mut self) {
-        let _ = self.peer.close();
+        self.link.close(Instant::now());
     }
 
     /// Offers one camera packet at `now`. `resume` says packets were dropped before it on the way
     /// to this viewer: it then waits for the next keyframe.
-    pub fn forward(&mut self, packet: &MediaPacket, resume: bool, now: Instant) -> Forwarded {
+    /// `buffer` is the shard's send buffer.
+    pub fn forward(
+        &mut self,
+        packet: &MediaPacket,
+        resume: bool,
+        now: Instant,
+        buffer: &mut BytesMut,
+    ) -> Forwarded {
         if !self.connected {
             return Forwarded::Skipped;
         }
@@ -266,14 +262,20 @@ impl ViewerSession {
             self.waiting_for_keyframe = false;
             self.rewriter.resume();
         }
-        self.send(packet, packet.header.timestamp, now)
+        self.send(packet, packet.header.timestamp, now, buffer)
     }
 
     /// Sends one camera packet with `timestamp` (camera time) in place of its own.
-    fn send(&mut self, packet: &MediaPacket, timestamp: u32, now: Instant) -> Forwarded {
+    fn send(
+        &mut self,
+        packet: &MediaPacket,
+        timestamp: u32,
+        now: Instant,
+        buffer: &mut BytesMut,
+    ) -> Forwarded {
         self.last_sent = Some((packet.epoch, now));
         let out = self.rewriter.rewrite(packet.header.sequence, timestamp);
-        let forwarded = self.write(self.sender, out, packet, now);
+        let forwarded = self.write(Stream::Video, out, packet, now, buffer);
         if forwarded == Forwarded::Sent && packet.keyframe_start {
             self.keyframe_sent(packet, now);
         }
@@ -314,79 +316,61 @@ impl ViewerSession {
         streams
     }
 
-    /// Hands `packet`'s payload to `sender` with the rewritten header `out`.
+    /// Hands `packet`'s payload to the link as `stream` with the rewritten header `out`.
     fn write(
         &mut self,
-        sender: RTCRtpSenderId,
+        stream: Stream,
         out: Rewritten,
         packet: &MediaPacket,
         now: Instant,
+        buffer: &mut BytesMut,
     ) -> Forwarded {
-        let rtp_packet = rtp::Packet {
-            header: rtp::header::Header {
-                version: 2,
-                marker: packet.header.marker,
-                payload_type: out.payload_type,
-                sequence_number: out.sequence,
-                timestamp: out.timestamp,
-                ssrc: out.ssrc,
-                ..Default::default()
-            },
-            payload: packet.payload(),
-        };
-        let Some(mut sender) = self.peer.rtp_sender(sender) else {
-            return Forwarded::Skipped;
-        };
-        match sender.write_rtp(now, rtp_packet) {
-            Ok(()) => Forwarded::Sent,
-            Err(e) => {
-                tracing::trace!(error = %e, "write_rtp refused a packet");
-                Forwarded::Skipped
-            }
+        let payload = packet.payload();
+        if self
+            .link
+            .write(stream, out, packet.header.marker, &payload, now, buffer)
+        {
+            Forwarded::Sent
+        } else {
+            Forwarded::Skipped
         }
     }
 
-    /// Drains the connection's events; ticks it right after events, since `rtc` hands some output
-    /// (the DTLS ClientHello once ICE has selected a pair) to `poll_write` only on a timer tick —
-    /// ticking now rather than at the next deadline saves ~200 ms per connection.
-    fn pump_events(&mut self) -> Option<EndReason> {
-        for _ in 0..MAX_EVENT_TICKS {
-            let mut seen = false;
-            while let Some(event) = self.peer.poll_event() {
-                seen = true;
-                if let RTCPeerConnectionEvent::OnConnectionStateChangeEvent(connection) = event {
-                    tracing::debug!(state = %connection, "viewer connection state");
-                    match connection {
-                        RTCPeerConnectionState::Connected => {
-                            self.connected = true;
-                            let first_connection = !self.ever_connected;
-                            self.ever_connected = true;
-                            // A viewer back from a disconnection has shown newer pictures than
-                            // the cached GOP's first: it waits for a keyframe.
-                            match first_connection.then(|| self.feed.cached_gop()).flatten() {
-                                Some(gop) => self.replay_gop(&gop, Instant::now()),
-                                None => {
-                                    self.waiting_for_keyframe = true;
-                                    self.feed.request_keyframe();
-                                }
-                            }
+    /// Handles the link's events: connection changes and the viewer's RTCP.
+    fn handle_events(&mut self, buffer: &mut BytesMut) -> Option<EndReason> {
+        while let Some(event) = self.link.poll_event() {
+            match event {
+                LinkEvent::Connected => {
+                    self.connected = true;
+                    let first_connection = !self.ever_connected;
+                    self.ever_connected = true;
+                    // A viewer back from a disconnection has shown newer pictures than the
+                    // cached GOP's first: it waits for a keyframe.
+                    match first_connection.then(|| self.feed.cached_gop()).flatten() {
+                        Some(gop) => self.replay_gop(&gop, Instant::now(), buffer),
+                        None => {
+                            self.waiting_for_keyframe = true;
+                            self.feed.request_keyframe();
                         }
-                        // Nothing heard from the viewer for a while: stop sending until it is back
-                        // (it then resumes at a fresh keyframe) or the connection fails.
-                        RTCPeerConnectionState::Disconnected => self.connected = false,
-                        RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
-                            self.connected = false;
-                            return Some(EndReason::Failed);
-                        }
-                        _ => {}
                     }
                 }
+                // Nothing heard from the viewer for a while: stop sending until it is back (it
+                // then resumes at a fresh keyframe) or the connection fails.
+                LinkEvent::Disconnected => self.connected = false,
+                LinkEvent::Failed => {
+                    self.connected = false;
+                    return Some(EndReason::Failed);
+                }
+                LinkEvent::Rtcp(packets) => self.handle_rtcp(&packets),
             }
-            if !seen {
-                return None;
-            }
-            let _ = self.peer.handle_timeout(Instant::now());
-            self.handle_reads();
+        }
+        let retransmitted = self.link.take_retransmitted();
+        if retransmitted > 0 {
+            self.feed
+                .metrics()
+                .quality
+                .retransmits
+                .inc_by(retransmitted);
         }
         None
     }
@@ -397,7 +381,7 @@ impl ViewerSession {
     /// it at the camera's own pace, and the older ones are squeezed into the milliseconds before
     /// it. The browser decodes the keyframe at once, runs through the rest as fast as it decodes,
     /// and is then at live: no lag behind live, and a fast-forward no longer than the decoding.
-    fn replay_gop(&mut self, gop: &[MediaPacket], now: Instant) {
+    fn replay_gop(&mut self, gop: &[MediaPacket], now: Instant, buffer: &mut BytesMut) {
         let (Some(first), Some(newest)) = (gop.first(), gop.last()) else {
             return;
         };
@@ -417,7 +401,7 @@ impl ViewerSession {
                 .header
                 .timestamp
                 .wrapping_sub(behind.wrapping_mul(REPLAY_FRAME_SPACING));
-            if self.send(packet, timestamp, now) == Forwarded::Sent {
+            if self.send(packet, timestamp, now, buffer) == Forwarded::Sent {
                 sent += 1;
                 bytes += packet.data.len() as u64;
             }
@@ -429,24 +413,19 @@ impl ViewerSession {
         self.replayed_through = Some(newest.header.sequence);
     }
 
-    fn handle_reads(&mut self) {
-        while let Some(TaggedRTCMessage { message, .. }) = self.peer.poll_read() {
-            if let RTCMessage::RtcpPacket(_, packets) = message {
-                let feedback = ViewerFeedback::read(
-                    &packets,
-                    &self.sent_streams(),
-                    std::time::SystemTime::now(),
-                );
-                feedback.record(&self.feed.metrics().quality);
-                if feedback.keyframe_requests > 0 {
-                    let now = Instant::now();
-                    if self.last_keyframe_request.is_none_or(|last| {
-                        now.duration_since(last) >= VIEWER_KEYFRAME_REQUEST_INTERVAL
-                    }) {
-                        self.last_keyframe_request = Some(now);
-                        self.feed.request_keyframe();
-                    }
-                }
+    /// Records the viewer's RTCP in the quality metrics and passes its keyframe requests on.
+    fn handle_rtcp(&mut self, packets: &[Box<dyn rtc::rtcp::Packet>]) {
+        let feedback =
+            ViewerFeedback::read(packets, &self.sent_streams(), std::time::SystemTime::now());
+        feedback.record(&self.feed.metrics().quality);
+        if feedback.keyframe_requests > 0 {
+            let now = Instant::now();
+            if self
+                .last_keyframe_request
+                .is_none_or(|last| now.duration_since(last) >= VIEWER_KEYFRAME_REQUEST_INTERVAL)
+            {
+                self.last_keyframe_request = Some(now);
+                self.feed.request_keyframe();
             }
         }
     }

@@ -13,6 +13,7 @@ use rtc::interceptor::{NackResponderBuilder, Registry, SenderReportBuilder, Slot
 use rtc::media_stream::MediaStreamTrack;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::RTCPeerConnectionBuilder;
+use rtc::peer_connection::certificate::RTCCertificate;
 use rtc::peer_connection::configuration::RTCConfigurationBuilder;
 use rtc::peer_connection::configuration::media_engine::{
     MIME_TYPE_H264, MIME_TYPE_HEVC, MIME_TYPE_OPUS, MIME_TYPE_PCMA, MIME_TYPE_PCMU, MediaEngine,
@@ -29,6 +30,8 @@ use rtc::rtp_transceiver::rtp_sender::{
     RTCRtpEncodingParameters, RtpCodecKind,
 };
 
+use super::direct_link::DirectLinkSetup;
+use super::dtls_srtp_client::parse_sha256_fingerprint;
 use super::keyframe_feedback::KeyframeFeedback;
 /// The camera audio codecs a viewer can be given (the pipelines' own type).
 pub use straja_pipelines::AudioCodec;
@@ -65,6 +68,8 @@ pub struct Negotiated {
     pub peer: RTCPeerConnection,
     /// The SDP answer for the viewer.
     pub answer_sdp: String,
+    /// What the gateway's own link needs, when the offer suits it ([`offer_transport`]).
+    pub direct: Option<DirectLinkSetup>,
     /// The local ICE username fragment (routes the viewer's datagrams to this session).
     pub ice_ufrag: String,
     /// The video sender.
@@ -284,6 +289,8 @@ pub(crate) fn build_peer(
     media_engine: MediaEngine,
     registry: Registry,
     ice_ufrag: &str,
+    ice_password: &str,
+    certificate: Option<RTCCertificate>,
     now: Instant,
 ) -> Result<RTCPeerConnection, PeerSetupError> {
     let settings = SettingEngineBuilder::new()
@@ -295,14 +302,20 @@ pub(crate) fn build_peer(
         // paused), 6 s more is "failed" (session ended, everything freed), instead of 5 + 25 s.
         .with_ice_timeouts(Some(ICE_DISCONNECTED_AFTER), Some(ICE_FAILED_AFTER), None)
         .with_multicast_dns_mode(MulticastDnsMode::Disabled)
-        .with_ice_credentials(ice_ufrag.to_owned(), random_token(32))
+        .with_ice_credentials(ice_ufrag.to_owned(), ice_password.to_owned())
         .with_srtp_protection_profiles(vec![
             SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
             SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
         ])
         .build();
+    let configuration = match certificate {
+        Some(certificate) => RTCConfigurationBuilder::new()
+            .with_certificates(vec![certificate])
+            .build(),
+        None => RTCConfigurationBuilder::new().build(),
+    };
     RTCPeerConnectionBuilder::new()
-        .with_configuration(RTCConfigurationBuilder::new().build())
+        .with_configuration(configuration)
         .with_setting_engine(settings)
         .with_media_engine(media_engine)
         .with_interceptor_registry(registry)
@@ -392,8 +405,22 @@ pub fn negotiate(
     let registry = viewer_interceptors();
 
     let ice_ufrag = random_token(16);
+    let ice_password = random_token(32);
     let now = Instant::now();
-    let mut peer = build_peer(media_engine, registry, &ice_ufrag, now)?;
+    // The gateway's own link needs the certificate's private key: made here rather than by rtc.
+    let direct_transport = offer_transport(offer_sdp);
+    let certificate = match &direct_transport {
+        Some(_) => Some(dtls_certificate()?),
+        None => None,
+    };
+    let mut peer = build_peer(
+        media_engine,
+        registry,
+        &ice_ufrag,
+        &ice_password,
+        certificate.clone(),
+        now,
+    )?;
 
     if let Err(e) = peer.set_remote_description(now, offer) {
         return Ok(Err(OfferError::Unacceptable(e.to_string())));
@@ -506,15 +533,65 @@ pub fn negotiate(
         })
     });
 
+    let direct = direct_transport.zip(certificate).map(
+        |((remote_ufrag, remote_fingerprint), certificate)| DirectLinkSetup {
+            local_ufrag: ice_ufrag.clone(),
+            local_password: ice_password,
+            remote_ufrag,
+            remote_fingerprint,
+            certificate: certificate.dtls_certificate,
+        },
+    );
     Ok(Ok(Negotiated {
         peer,
         answer_sdp,
+        direct,
         ice_ufrag,
         sender,
         ssrc,
         payload_type,
         audio,
     }))
+}
+
+/// The viewer's ICE username fragment and sha-256 certificate fingerprint, when its offer suits
+/// the gateway's own link: one transport (every section the same ufrag and fingerprint, as with
+/// BUNDLE), a sha-256 fingerprint, and a DTLS role the gateway can answer as client
+/// (`a=setup:actpass` or `passive`). Otherwise `rtc` runs the connection.
+pub fn offer_transport(offer: &str) -> Option<(String, String)> {
+    let values = |prefix: &str| {
+        offer
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix(prefix))
+            .map(str::trim)
+            .collect::<Vec<_>>()
+    };
+    let single = |found: Vec<&str>| {
+        let first = *found.first()?;
+        found.iter().all(|v| *v == first).then(|| first.to_owned())
+    };
+    if values("a=setup:").contains(&"active") {
+        return None;
+    }
+    let ufrag = single(values("a=ice-ufrag:"))?;
+    let fingerprint = single(values("a=fingerprint:"))?;
+    parse_sha256_fingerprint(&fingerprint)?;
+    Some((ufrag, fingerprint))
+}
+
+/// A fresh self-signed ECDSA P-256 certificate for one viewer's DTLS (its fingerprint goes in the
+/// answer; one per viewer, as `rtc` makes them, so that sessions cannot be linked by it).
+fn dtls_certificate() -> Result<RTCCertificate, PeerSetupError> {
+    let provider = rtc::crypto::default_provider().map_err(|e| PeerSetupError(e.to_string()))?;
+    let certificate = rtc::dtls::crypto::Certificate::generate_self_signed(
+        vec!["straja".to_owned()],
+        provider.crypto(),
+    )
+    .map_err(|e| PeerSetupError(e.to_string()))?;
+    Ok(RTCCertificate::from_existing(
+        certificate,
+        std::time::SystemTime::now() + Duration::from_secs(30 * 24 * 3600),
+    ))
 }
 
 pub(crate) fn candidates(
@@ -596,5 +673,43 @@ mod tests {
                 negotiate(body, &local, &[], VideoCodec::H264, None).expect("no setup failure");
             assert!(result.is_err(), "{body:?} was accepted");
         }
+    }
+
+    #[test]
+    fn the_own_stack_takes_bundled_offers_with_a_sha_256_fingerprint_it_can_answer_as_client() {
+        let fingerprint = format!("sha-256 {}", vec!["AB"; 32].join(":"));
+        let offer = |setup: &str, ufrag2: &str, fingerprint2: &str| {
+            format!(
+                "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\na=ice-ufrag:abcd\r\n\
+                 a=fingerprint:{fingerprint}\r\na=setup:{setup}\r\n\
+                 m=audio 9 UDP/TLS/RTP/SAVPF 111\r\na=ice-ufrag:{ufrag2}\r\n\
+                 a=fingerprint:{fingerprint2}\r\na=setup:{setup}\r\n"
+            )
+        };
+        assert_eq!(
+            offer_transport(&offer("actpass", "abcd", &fingerprint)),
+            Some(("abcd".to_owned(), fingerprint.clone()))
+        );
+        assert!(offer_transport(&offer("passive", "abcd", &fingerprint)).is_some());
+        // The browser as DTLS client, two transports, or a fingerprint we cannot check: rtc's.
+        assert_eq!(
+            offer_transport(&offer("active", "abcd", &fingerprint)),
+            None
+        );
+        assert_eq!(
+            offer_transport(&offer("actpass", "efgh", &fingerprint)),
+            None
+        );
+        let other = format!("sha-256 {}", vec!["CD"; 32].join(":"));
+        assert_eq!(offer_transport(&offer("actpass", "abcd", &other)), None);
+        let sha1 = format!("sha-1 {}", vec!["AB"; 20].join(":"));
+        assert_eq!(
+            offer_transport(&offer("actpass", "abcd", &sha1).replace(&fingerprint, &sha1)),
+            None
+        );
+        assert_eq!(
+            offer_transport("v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"),
+            None
+        );
     }
 }
