@@ -152,6 +152,8 @@ main() {
     install -D -m 0644 "${SYSTEMD_DIR}/straja.service" "${stage}/lib/systemd/system/straja.service"
     install -D -m 0644 "${SYSTEMD_DIR}/straja.sysusers" "${stage}/usr/lib/sysusers.d/straja.conf"
     install -D -m 0644 "${SYSTEMD_DIR}/straja.tmpfiles" "${stage}/usr/lib/tmpfiles.d/straja.conf"
+    # The media port's receive buffer cap (applied by postinst and at every boot).
+    install -D -m 0644 "${SYSTEMD_DIR}/straja.sysctl" "${stage}/usr/lib/sysctl.d/50-straja.conf"
     # The conffile, 0640 from the start (it will hold camera passwords); postinst gives it to
     # group straja. The pristine copy in /usr/share lets postinst tell whether it was edited.
     install -D -m 0640 "${SYSTEMD_DIR}/straja.example.toml" "${stage}/etc/straja/straja.toml"

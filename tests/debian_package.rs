@@ -150,6 +150,7 @@ fn the_package_holds_binary_unit_sysusers_tmpfiles_config_and_docs_owned_by_root
         ("/lib/systemd/system/straja.service", "-rw-r--r--"),
         ("/usr/lib/sysusers.d/straja.conf", "-rw-r--r--"),
         ("/usr/lib/tmpfiles.d/straja.conf", "-rw-r--r--"),
+        ("/usr/lib/sysctl.d/50-straja.conf", "-rw-r--r--"),
         // Never world-readable: camera passwords go there.
         ("/etc/straja/straja.toml", "-rw-r-----"),
         ("/usr/share/straja/straja.example.toml", "-rw-r--r--"),
@@ -284,6 +285,7 @@ fn the_config_is_the_one_conffile_and_the_shipped_files_are_the_repositorys() {
         ),
         ("usr/lib/sysusers.d/straja.conf", "systemd/straja.sysusers"),
         ("usr/lib/tmpfiles.d/straja.conf", "systemd/straja.tmpfiles"),
+        ("usr/lib/sysctl.d/50-straja.conf", "systemd/straja.sysctl"),
         ("etc/straja/straja.toml", "systemd/straja.example.toml"),
         (
             "usr/share/straja/straja.example.toml",
@@ -330,7 +332,7 @@ fn the_config_is_the_one_conffile_and_the_shipped_files_are_the_repositorys() {
         .collect();
     assert!(summed.contains("usr/bin/straja"), "{text}");
     assert!(!summed.iter().any(|p| p.starts_with("etc/")), "{text}");
-    assert_eq!(summed.len(), 10, "{text}");
+    assert_eq!(summed.len(), 11, "{text}");
 }
 
 const MAINTAINER_SCRIPTS: [&str; 3] = ["postinst", "prerm", "postrm"];
@@ -366,6 +368,7 @@ fn the_maintainer_scripts_are_the_repositorys_posix_sh_with_set_e() {
         "systemd-sysusers ${DPKG_ROOT:+--root=\"$DPKG_ROOT\"} straja.conf",
         "systemd-tmpfiles ${DPKG_ROOT:+--root=\"$DPKG_ROOT\"} --create straja.conf",
         "deb-systemd-helper enable \"$unit\"",
+        "sysctl -q -p /usr/lib/sysctl.d/50-straja.conf",
     ] {
         assert!(postinst.contains(call), "postinst does not run {call}");
     }

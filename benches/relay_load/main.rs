@@ -46,6 +46,10 @@ use viewer_swarm::{SwarmConfig, SwarmControl, SwarmReport};
 const SETUP_TIMEOUT: Duration = Duration::from_secs(120);
 /// The gateway's count of packets dropped for viewers that could not keep up.
 const DROPPED_SERIES: &str = "straja_egress_dropped_packets_total{camera=\"cam\"}";
+/// The camera packets the gateway received.
+const INGEST_SERIES: &str = "straja_ingest_packets_total{camera=\"cam\"}";
+/// The packets the gateway sent to viewers.
+const EGRESS_SERIES: &str = "straja_egress_packets_total{camera=\"cam\"}";
 /// Time for the path to settle before a window.
 const SETTLE: Duration = Duration::from_secs(2);
 
@@ -144,9 +148,30 @@ struct Phase {
     report: SwarmReport,
     /// Packets the relay dropped on the way to viewers that could not keep up (gateway only).
     relay_drops: u64,
+    /// Camera packets a second that reached the gateway during the window (gateway only): on a
+    /// saturated machine the bench's own camera sends less than its ~241.
+    camera_rate: f64,
+    /// Packets a second the gateway sent to its viewers during the window (gateway only).
+    egress_rate: f64,
 }
 
 impl Phase {
+    /// The `percentile` of the viewers' WHEP POST → connected times, in whole milliseconds.
+    fn connect_ms(&self, percentile: f64) -> u64 {
+        let mut times: Vec<f64> = self
+            .report
+            .viewers
+            .iter()
+            .filter_map(|v| v.connect_ms)
+            .collect();
+        if times.is_empty() {
+            return 0;
+        }
+        times.sort_by(f64::total_cmp);
+        let at = ((percentile / 100.0) * (times.len() - 1) as f64).round() as usize;
+        times[at.min(times.len() - 1)] as u64
+    }
+
     fn packets(&self) -> u64 {
         self.report.viewers.iter().map(|v| v.packets).sum()
     }
@@ -232,6 +257,8 @@ fn baseline(count: usize, window: Duration, pins: (Option<&str>, Option<&str>)) 
         core_busy: cpu.core,
         report,
         relay_drops: 0,
+        camera_rate: 0.0,
+        egress_rate: 0.0,
     }
 }
 
@@ -254,16 +281,24 @@ fn relay(
         swarm_cpus,
     );
     let summary = swarm.expect("ready", SETUP_TIMEOUT);
-    eprintln!("relay_load: {count} viewers connected: {summary}");
+    eprintln!("relay_load: {count} viewers set up: {summary}");
     let dropped = || gateway.metric(DROPPED_SERIES).unwrap_or(0.0) as u64;
+    let ingested = || gateway.metric(INGEST_SERIES).unwrap_or(0.0);
+    let egressed = || gateway.metric(EGRESS_SERIES).unwrap_or(0.0);
     let drops_before = dropped();
+    let (ingested_before, egressed_before, started) = (ingested(), egressed(), Instant::now());
     let (cpu, report) = measure_window(&mut swarm, gateway.pid(), window);
+    let seconds = started.elapsed().as_secs_f64();
+    let camera_rate = (ingested() - ingested_before) / seconds;
+    let egress_rate = (egressed() - egressed_before) / seconds;
     Phase {
         cpu: cpu.process,
         cpu_system: cpu.system,
         core_busy: cpu.core,
         report,
         relay_drops: dropped().saturating_sub(drops_before),
+        camera_rate,
+        egress_rate,
     }
 }
 
@@ -386,13 +421,25 @@ fn run_stack(stack: &str, counts: &[usize], window: Duration, regressions: &mut 
             relayed.skips(),
         );
         eprintln!(
-            "relay_load: N={count} {:.1} packets per viewer-second received; \
+            "relay_load: N={count} {:.1} packets per viewer-second received \
+             (the camera delivered {:.1} a second to the gateway, which sent {:.1} per viewer); \
+             connected viewers that received nothing in the window {}, connect time p50/max {}/{} ms; \
              swarm CPU {:.1} % of a core, socket wait p99 {} µs, \
              packets dropped by the gateway's fan-out {}; gateway CPU in the kernel {:.1} %, \
              its core busy {:.1} %; forwarder CPU in the kernel {:.1} %, its core busy {:.1} %",
             relayed.packets() as f64
                 / relayed.report.measured_seconds.max(1e-9)
                 / relayed.connected().max(1) as f64,
+            relayed.camera_rate,
+            relayed.egress_rate / count as f64,
+            relayed
+                .report
+                .viewers
+                .iter()
+                .filter(|v| v.connected && v.packets == 0)
+                .count(),
+            relayed.connect_ms(50.0),
+            relayed.connect_ms(100.0),
             relayed.report.cpu_seconds / relayed.report.measured_seconds.max(1e-9) * 100.0,
             relayed.report.socket_wait.percentile(99.0),
             relayed.relay_drops,

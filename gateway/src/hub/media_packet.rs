@@ -25,6 +25,11 @@ pub struct MediaPacket {
 }
 
 impl MediaPacket {
+    /// The RTP payload's bytes (after header, CSRCs and extension; padding excluded), borrowed.
+    pub fn payload_slice(&self) -> &[u8] {
+        &self.data[self.header.payload_offset..self.header.payload_offset + self.header.payload_len]
+    }
+
     /// The RTP payload (after header, CSRCs and extension; padding excluded).
     pub fn payload(&self) -> Bytes {
         self.data

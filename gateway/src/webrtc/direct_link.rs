@@ -32,6 +32,7 @@ use super::rtp_rewriter::Rewritten;
 use super::srtp_gcm_sender::{MASTER_KEY_LEN, MASTER_SALT_LEN, SrtpGcmSender, TAG_LEN};
 use super::viewer_link::{LinkEvent, Stream};
 use super::whep_peer::{ICE_DISCONNECTED_AFTER, ICE_FAILED_AFTER};
+use crate::hub::MediaPacket;
 
 /// How long after the viewer's nomination the ClientHello leaves: in a later send than the STUN
 /// answer, so that a peer which starts its DTLS only once it has handled ICE's success (webrtc-rs)
@@ -476,29 +477,30 @@ impl DirectLink {
         self.outbox.pop_front()
     }
 
-    /// Sends one packet of `stream`: the rewritten `header`, `marker`, and the camera's
-    /// `payload`, written and sealed in `buffer` (the shard's send buffer, reused from send to
-    /// send). False when media cannot go now.
+    /// Sends `packet`'s payload as `stream` with the rewritten `header`, written and sealed in
+    /// `buffer` (the shard's send buffer, reused from send to send). False when media cannot go
+    /// now.
     pub fn write(
         &mut self,
         stream: Stream,
         header: Rewritten,
-        marker: bool,
-        payload: &Bytes,
+        packet: &MediaPacket,
         now: Instant,
         buffer: &mut BytesMut,
     ) -> bool {
         if !self.connected {
             return false;
         }
-        let sent = self.seal_into(stream, header, marker, payload, now, buffer);
+        let marker = packet.header.marker;
+        let sent = self.seal_into(stream, header, marker, packet.payload_slice(), now, buffer);
         if sent && stream == Stream::Video {
+            // The only reference taken per copy: what a NACK may ask for again.
             self.history.sent(
                 header.sequence,
                 SentPacket {
                     header,
                     marker,
-                    payload: payload.clone(),
+                    payload: packet.payload(),
                 },
             );
         }
@@ -627,21 +629,14 @@ fn ntp_time(time: SystemTime) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use rtc::dtls::config::{ClientAuthType, ConfigBuilder, ExtendedMasterSecretType};
-    use rtc::dtls::endpoint::{Endpoint, EndpointEvent};
-    use rtc::dtls::extension::extension_use_srtp::SrtpProtectionProfile;
+    use rtc::dtls::endpoint::EndpointEvent;
     use rtc::rtcp::transport_feedbacks::transport_layer_nack::NackPair;
     use rtc::shared::TransportProtocol;
     use rtc::shared::marshal::Unmarshal;
-    use rtc::stun::attributes::{ATTR_PRIORITY, ATTR_USE_CANDIDATE, ATTR_USERNAME};
-    use rtc::stun::fingerprint::FINGERPRINT;
-    use rtc::stun::integrity::MessageIntegrity;
-    use rtc::stun::message::{BINDING_REQUEST, BINDING_SUCCESS, Message, Setter};
-    use rtc::stun::textattrs::TextAttribute;
+    use rtc::stun::message::{BINDING_SUCCESS, Message};
 
     use super::*;
+    use crate::webrtc::browser_side::{binding_request, certificate, dtls_server, fingerprint};
 
     const GATEWAY: SocketAddr =
         SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 8189);
@@ -652,60 +647,10 @@ mod tests {
     const REMOTE_UFRAG: &str = "brws";
     const VIDEO_SSRC: u32 = 0x1234_5678;
 
-    fn certificate() -> Certificate {
-        let provider = rtc::crypto::default_provider().unwrap();
-        Certificate::generate_self_signed(vec!["straja".to_owned()], provider.crypto()).unwrap()
-    }
-
-    fn fingerprint(certificate: &Certificate) -> String {
-        let digest = ring::digest::digest(&ring::digest::SHA256, &certificate.certificate[0]);
-        let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
-        format!("sha-256 {}", hex.join(":"))
-    }
-
-    /// The browser's DTLS side: a server asking for our certificate, GCM first.
-    fn browser_dtls(certificate: Certificate) -> Endpoint {
-        let provider = rtc::crypto::default_provider().unwrap();
-        let config = ConfigBuilder::default()
-            .with_crypto_provider(provider)
-            .with_certificates(vec![certificate])
-            .with_srtp_protection_profiles(vec![
-                SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-                SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
-            ])
-            .with_extended_master_secret(ExtendedMasterSecretType::Require)
-            .with_client_auth(ClientAuthType::RequireAnyClientCert)
-            .with_insecure_skip_verify(true)
-            .build(false, None)
-            .unwrap();
-        Endpoint::new(BROWSER, TransportProtocol::UDP, Some(Arc::new(config)))
-    }
-
     /// A Binding request from the browser, as Chromium sends it.
     fn check(nominate: bool) -> Vec<u8> {
-        let provider = rtc::crypto::default_provider().unwrap();
-        let mut m = Message::new();
-        let setters: [Box<dyn Setter>; 3] = [
-            Box::new(BINDING_REQUEST),
-            Box::new(rtc::stun::message::TransactionId::new()),
-            Box::new(TextAttribute::new(
-                ATTR_USERNAME,
-                format!("{LOCAL_UFRAG}:{REMOTE_UFRAG}"),
-            )),
-        ];
-        m.build(&setters).unwrap();
-        m.add(ATTR_PRIORITY, &1_845_501_695u32.to_be_bytes());
-        if nominate {
-            m.add(ATTR_USE_CANDIDATE, &[]);
-        }
-        MessageIntegrity::new_short_term_integrity_with_provider(
-            LOCAL_PASSWORD.to_owned(),
-            provider.crypto(),
-        )
-        .add_to(&mut m)
-        .unwrap();
-        FINGERPRINT.add_to(&mut m).unwrap();
-        m.raw.clone()
+        let username = format!("{LOCAL_UFRAG}:{REMOTE_UFRAG}");
+        binding_request(&username, LOCAL_PASSWORD, nominate).0
     }
 
     fn from_browser(data: &[u8]) -> TaggedBytesMut {
@@ -736,7 +681,7 @@ mod tests {
     fn connected_link(t0: Instant) -> (DirectLink, BrowserSrtp, Instant) {
         let browser_certificate = certificate();
         let remote_fingerprint = fingerprint(&browser_certificate);
-        let mut browser = browser_dtls(browser_certificate);
+        let mut browser = dtls_server(BROWSER, browser_certificate);
         let setup = DirectLinkSetup {
             local_ufrag: LOCAL_UFRAG.into(),
             local_password: LOCAL_PASSWORD.into(),
@@ -812,6 +757,32 @@ mod tests {
         (link, srtp, start)
     }
 
+    /// A camera packet of `payload` (its own header is replaced by the rewritten one).
+    fn camera_packet(marker: bool, payload: &[u8]) -> MediaPacket {
+        let mut data = vec![
+            0x80,
+            if marker { 0x80 | 96 } else { 96 },
+            0,
+            7,
+            0,
+            0,
+            0,
+            1,
+            0,
+            0,
+            0,
+            9,
+        ];
+        data.extend_from_slice(payload);
+        MediaPacket {
+            header: crate::hub::rtp_header::RtpHeader::parse(&data).unwrap(),
+            data: Bytes::from(data),
+            keyframe_start: false,
+            arrived: Instant::now(),
+            epoch: 0,
+        }
+    }
+
     fn header(sequence: u16) -> Rewritten {
         Rewritten {
             ssrc: VIDEO_SSRC,
@@ -825,17 +796,11 @@ mod tests {
     fn media_sealed_in_the_send_buffer_opens_in_the_browser_and_nacks_get_the_same_bytes() {
         let t0 = Instant::now();
         let (mut link, mut browser, t0) = connected_link(t0);
-        let payload = Bytes::from((0..1000).map(|i| i as u8).collect::<Vec<_>>());
+        let payload: Vec<u8> = (0..1000).map(|i| i as u8).collect();
+        let packet = camera_packet(true, &payload);
         let mut buffer = BytesMut::with_capacity(SEND_BUFFER_BYTES);
         for sequence in [65_534, 65_535, 0, 1] {
-            assert!(link.write(
-                Stream::Video,
-                header(sequence),
-                true,
-                &payload,
-                t0,
-                &mut buffer
-            ));
+            assert!(link.write(Stream::Video, header(sequence), &packet, t0, &mut buffer));
         }
         let packets = sent(&mut link);
         assert_eq!(packets.len(), 4);
@@ -887,16 +852,16 @@ mod tests {
     fn a_silent_viewer_is_paused_then_dropped() {
         let t0 = Instant::now();
         let (mut link, _browser, t0) = connected_link(t0);
-        let payload = Bytes::from_static(&[1; 100]);
+        let packet = camera_packet(false, &[1; 100]);
         let mut buffer = BytesMut::new();
         link.handle_timeout(t0 + ICE_DISCONNECTED_AFTER);
         assert!(matches!(link.poll_event(), Some(LinkEvent::Disconnected)));
-        assert!(!link.write(Stream::Video, header(1), false, &payload, t0, &mut buffer));
+        assert!(!link.write(Stream::Video, header(1), &packet, t0, &mut buffer));
         // Heard from again (a consent check): media resumes.
         let back = t0 + ICE_DISCONNECTED_AFTER + Duration::from_secs(1);
         link.handle_datagram(from_browser(&check(false)), back);
         assert!(matches!(link.poll_event(), Some(LinkEvent::Connected)));
-        assert!(link.write(Stream::Video, header(2), false, &payload, back, &mut buffer));
+        assert!(link.write(Stream::Video, header(2), &packet, back, &mut buffer));
         link.handle_timeout(back + ICE_DISCONNECTED_AFTER + ICE_FAILED_AFTER);
         let events: Vec<LinkEvent> = std::iter::from_fn(|| link.poll_event()).collect();
         assert!(

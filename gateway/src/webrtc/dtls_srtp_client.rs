@@ -8,8 +8,10 @@
 //! must match the `a=fingerprint` of its offer (SHA-256), or the handshake fails: that is what ties
 //! the encrypted media to the signalling's authenticated offer. Extended master secret is
 //! required; the SRTP profiles offered are AEAD_AES_128_GCM, then AES128_CM_HMAC_SHA1_80, as the
-//! gateway offers them today. Handshake flights are retransmitted every 250 ms (`rtc`'s peer
-//! connection: 1 s, not configurable).
+//! gateway offers them today. An unanswered handshake flight is sent again after 250 ms, then
+//! after twice as long each time up to 4 s (RFC 6347 §4.2.4.1's backoff, which `rtc::dtls` lacks:
+//! it retransmits at a fixed interval, at most 7 times); a viewer has ~16 s to answer a flight.
+//! `rtc`'s peer connection: every 1 s, 7 s in all, not configurable.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +28,10 @@ use rtc::shared::TransportProtocol;
 const EXPORTER_LABEL: &str = "EXTRACTOR-dtls_srtp";
 /// How often an unanswered handshake flight is sent again.
 const FLIGHT_INTERVAL: Duration = Duration::from_millis(250);
+/// The longest wait between two retransmissions of a flight. `rtc::dtls` gives up after its 7th;
+/// with a fixed 250 ms a busy viewer had 2 s to answer (a swarm connecting 500 viewers at once
+/// timed out 6 % of them), with the backoff it has 250 ms + 0.5 + 1 + 2 + 4 + 4 + 4 s.
+const MAX_RETRANSMIT_WAIT: Duration = Duration::from_secs(4);
 /// The association's key in the endpoint: one viewer, whatever address ICE picks (the transmits
 /// are addressed by the caller).
 const PEER: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9);
@@ -115,6 +121,10 @@ pub fn parse_sha256_fingerprint(value: &str) -> Option<[u8; 32]> {
 pub struct DtlsSrtpClient {
     endpoint: Endpoint,
     connected: bool,
+    /// The endpoint's retransmission timer is not run before this (the backoff).
+    hold_until: Instant,
+    /// How long the next retransmission of the flight in flight waits.
+    retransmit_wait: Duration,
 }
 
 impl DtlsSrtpClient {
@@ -169,6 +179,8 @@ impl DtlsSrtpClient {
         Ok(DtlsSrtpClient {
             endpoint,
             connected: false,
+            hold_until: now,
+            retransmit_wait: FLIGHT_INTERVAL * 2,
         })
     }
 
@@ -182,6 +194,9 @@ impl DtlsSrtpClient {
             .endpoint
             .read(now, PEER, None, BytesMut::from(datagram))
             .map_err(dtls)?;
+        // The viewer answered: the next flight starts its backoff afresh.
+        self.hold_until = now;
+        self.retransmit_wait = FLIGHT_INTERVAL * 2;
         let mut out = Vec::new();
         for event in events {
             match event {
@@ -229,12 +244,26 @@ impl DtlsSrtpClient {
 
     /// When [`DtlsSrtpClient::handle_timeout`] is due (a flight to send again).
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.endpoint.poll_timeout(&PEER)
+        self.endpoint
+            .poll_timeout(&PEER)
+            .map(|due| due.max(self.hold_until))
     }
 
-    /// Sends a flight again if it is due at `now`.
+    /// Sends a flight again if it is due at `now` (and its backoff has passed).
     pub fn handle_timeout(&mut self, now: Instant) -> Result<(), DtlsError> {
-        self.endpoint.handle_timeout(PEER, now).map_err(dtls)
+        if now < self.hold_until {
+            return Ok(());
+        }
+        let due = self
+            .endpoint
+            .poll_timeout(&PEER)
+            .is_some_and(|due| due <= now);
+        self.endpoint.handle_timeout(PEER, now).map_err(dtls)?;
+        if due && !self.connected {
+            self.hold_until = now + self.retransmit_wait;
+            self.retransmit_wait = (self.retransmit_wait * 2).min(MAX_RETRANSMIT_WAIT);
+        }
+        Ok(())
     }
 
     /// Queues `close_notify` (the session ends).
@@ -251,42 +280,16 @@ impl DtlsSrtpClient {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::webrtc::browser_side::{certificate, dtls_server, fingerprint};
     use crate::webrtc::srtp_gcm_sender::SrtpGcmSender;
-    use rtc::dtls::config::ClientAuthType;
     use rtc::srtp::context::Context;
     use rtc::srtp::protection_profile::ProtectionProfile;
 
     const BROWSER: SocketAddr =
         SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 50_000);
 
-    fn certificate() -> Certificate {
-        let provider = rtc::crypto::default_provider().unwrap();
-        Certificate::generate_self_signed(vec!["straja".to_owned()], provider.crypto()).unwrap()
-    }
-
-    fn fingerprint(certificate: &Certificate) -> String {
-        let digest = ring::digest::digest(&ring::digest::SHA256, &certificate.certificate[0]);
-        let hex: Vec<String> = digest.as_ref().iter().map(|b| format!("{b:02X}")).collect();
-        format!("sha-256 {}", hex.join(":"))
-    }
-
-    /// A browser's side: an `rtc` DTLS server offering the profiles Chromium offers, asking for
-    /// our certificate.
     fn browser(certificate: Certificate) -> Endpoint {
-        let provider = rtc::crypto::default_provider().unwrap();
-        let config = ConfigBuilder::default()
-            .with_crypto_provider(provider)
-            .with_certificates(vec![certificate])
-            .with_srtp_protection_profiles(vec![
-                SrtpProtectionProfile::Srtp_Aead_Aes_128_Gcm,
-                SrtpProtectionProfile::Srtp_Aes128_Cm_Hmac_Sha1_80,
-            ])
-            .with_extended_master_secret(ExtendedMasterSecretType::Require)
-            .with_client_auth(ClientAuthType::RequireAnyClientCert)
-            .with_insecure_skip_verify(true)
-            .build(false, None)
-            .unwrap();
-        Endpoint::new(BROWSER, TransportProtocol::UDP, Some(Arc::new(config)))
+        dtls_server(BROWSER, certificate)
     }
 
     /// Runs the handshake between us and the browser; our events and the browser's completion.
@@ -391,5 +394,31 @@ mod tests {
             DtlsSrtpClient::start(Instant::now(), certificate(), "sha-1 00"),
             Err(DtlsError::Fingerprint)
         ));
+    }
+
+    #[test]
+    fn an_unanswered_flight_is_sent_again_with_backoff() {
+        let t0 = Instant::now();
+        let mut client =
+            DtlsSrtpClient::start(t0, certificate(), &fingerprint(&certificate())).unwrap();
+        assert!(client.poll_transmit().is_some(), "the ClientHello");
+        let mut now = t0;
+        let mut waits = Vec::new();
+        for _ in 0..7 {
+            let due = client.poll_timeout().expect("a retransmission is due");
+            waits.push(due.duration_since(now).as_millis());
+            now = due;
+            client.handle_timeout(now).unwrap();
+            assert!(
+                client.poll_transmit().is_some(),
+                "the flight again at {now:?}"
+            );
+        }
+        assert_eq!(waits, [250, 500, 1000, 2000, 4000, 4000, 4000]);
+        // Nothing before it is due.
+        client
+            .handle_timeout(now + Duration::from_millis(10))
+            .unwrap();
+        assert!(client.poll_transmit().is_none());
     }
 }

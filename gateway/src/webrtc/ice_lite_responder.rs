@@ -109,37 +109,14 @@ impl IceLiteResponder {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use rtc::stun::attributes::ATTR_PRIORITY;
     use rtc::stun::message::TransactionId;
 
     const LOCAL_UFRAG: &str = "gwUf";
     const LOCAL_PASSWORD: &str = "gateway-ice-password-of-24+chars";
     const REMOTE_UFRAG: &str = "brws";
 
-    /// A Binding request as a browser sends it (USERNAME, PRIORITY, ICE-CONTROLLING,
-    /// USE-CANDIDATE when nominating, MESSAGE-INTEGRITY under `password`, FINGERPRINT).
     fn request(username: &str, password: &str, nominate: bool) -> (Vec<u8>, TransactionId) {
-        let provider = rtc::crypto::default_provider().unwrap();
-        let mut m = Message::new();
-        let transaction = TransactionId::new();
-        m.build(&[
-            Box::new(BINDING_REQUEST),
-            Box::new(transaction),
-            Box::new(TextAttribute::new(ATTR_USERNAME, username.to_owned())),
-        ])
-        .unwrap();
-        m.add(ATTR_PRIORITY, &1_845_501_695u32.to_be_bytes());
-        if nominate {
-            m.add(ATTR_USE_CANDIDATE, &[]);
-        }
-        MessageIntegrity::new_short_term_integrity_with_provider(
-            password.to_owned(),
-            provider.crypto(),
-        )
-        .add_to(&mut m)
-        .unwrap();
-        FINGERPRINT.add_to(&mut m).unwrap();
-        (m.raw.clone(), transaction)
+        crate::webrtc::browser_side::binding_request(username, password, nominate)
     }
 
     fn responder() -> IceLiteResponder {

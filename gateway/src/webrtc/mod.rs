@@ -3,6 +3,8 @@
 //! sessions; the rest of the gateway speaks in the hub's types and SDP strings.
 
 pub mod batch_sender;
+#[cfg(test)]
+mod browser_side;
 pub mod deadline_queue;
 pub mod direct_link;
 pub mod dtls_srtp_client;

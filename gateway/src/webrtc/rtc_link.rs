@@ -6,7 +6,6 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
-use bytes::Bytes;
 use rtc::peer_connection::RTCPeerConnection;
 use rtc::peer_connection::event::RTCPeerConnectionEvent;
 use rtc::peer_connection::message::{RTCMessage, TaggedRTCMessage};
@@ -18,6 +17,7 @@ use rtc::shared::TaggedBytesMut;
 
 use super::rtp_rewriter::Rewritten;
 use super::viewer_link::{LinkEvent, Stream};
+use crate::hub::MediaPacket;
 
 /// Most immediate ticks after events in one go (each may produce more events).
 const MAX_EVENT_TICKS: usize = 8;
@@ -87,13 +87,13 @@ impl RtcLink {
         let _ = self.peer.close();
     }
 
-    /// Hands one packet to the stream's sender (which protects and queues it).
+    /// Hands `packet`'s payload to the stream's sender (which protects and queues it) with the
+    /// rewritten `header`.
     pub fn write(
         &mut self,
         stream: Stream,
         header: Rewritten,
-        marker: bool,
-        payload: &Bytes,
+        packet: &MediaPacket,
         now: Instant,
     ) -> bool {
         let sender = match stream {
@@ -106,14 +106,14 @@ impl RtcLink {
         let packet = rtp::Packet {
             header: rtp::header::Header {
                 version: 2,
-                marker,
+                marker: packet.header.marker,
                 payload_type: header.payload_type,
                 sequence_number: header.sequence,
                 timestamp: header.timestamp,
                 ssrc: header.ssrc,
                 ..Default::default()
             },
-            payload: payload.clone(),
+            payload: packet.payload(),
         };
         let Some(mut sender) = self.peer.rtp_sender(sender) else {
             return false;

@@ -27,6 +27,11 @@ pub type RoutedDatagram = (u64, TaggedBytesMut);
 const MAX_DATAGRAM: usize = 2048;
 /// Most remote addresses one session may claim (a browser may check from a few candidates).
 const MAX_ADDRESSES_PER_SESSION: usize = 8;
+/// The media sockets' receive buffer asked for (the kernel caps it at `net.core.rmem_max`):
+/// hundreds of viewers connecting at once send their DTLS flights (certificates, ~2 KB each) in
+/// one burst, which the default ~208 KiB dropped (relay_load, 500 viewers: ~200 datagrams, and
+/// 5 % of the handshakes stalled).
+const RECEIVE_BUFFER_BYTES: libc::c_int = 4 * 1024 * 1024;
 
 /// Where datagrams for one session go: its shard's inbox, tagged with its key.
 #[derive(Clone)]
@@ -62,6 +67,7 @@ impl UdpTransport {
             let socket = UdpSocket::bind(address)
                 .await
                 .map_err(|e| io::Error::new(e.kind(), format!("cannot bind UDP {address}: {e}")))?;
+            enlarge_receive_buffer(&socket);
             sockets.push((socket.local_addr()?, Arc::new(socket)));
         }
         Ok(Arc::new(UdpTransport {
@@ -181,6 +187,50 @@ impl UdpTransport {
     fn lock_routes(&self) -> std::sync::MutexGuard<'_, Routes> {
         // The table stays consistent even if a holder panicked: every update is a single insert/retain.
         self.routes.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Asks for a [`RECEIVE_BUFFER_BYTES`] receive buffer on `socket`; what the kernel grants is
+/// logged (a smaller `net.core.rmem_max` caps it: raise it on a box serving many viewers).
+fn enlarge_receive_buffer(socket: &UdpSocket) {
+    use std::os::fd::AsRawFd;
+    let fd = socket.as_raw_fd();
+    let size = RECEIVE_BUFFER_BYTES;
+    // SAFETY: `fd` is an open socket owned by `socket`; the option value is a c_int that lives
+    // across the call, and its length is given.
+    let set = unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&size as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    let mut granted: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: as above; `granted` and `len` are valid for writes of their sizes.
+    let got = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUF,
+            (&mut granted as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if set != 0 || got != 0 {
+        tracing::warn!(error = %io::Error::last_os_error(), "media socket: receive buffer not set");
+    } else if granted < 2 * size {
+        // Linux reports twice the size it set (its bookkeeping share included).
+        tracing::info!(
+            bytes = granted / 2,
+            wanted = size,
+            "media socket receive buffer capped by net.core.rmem_max: many viewers connecting \
+             at once may lose handshake packets (the Debian package raises it)"
+        );
+    } else {
+        tracing::debug!(bytes = granted / 2, "media socket receive buffer");
     }
 }
 

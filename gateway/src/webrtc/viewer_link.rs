@@ -5,13 +5,14 @@
 
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use rtc::rtcp;
 use rtc::shared::TaggedBytesMut;
 
 use super::direct_link::DirectLink;
 use super::rtc_link::RtcLink;
 use super::rtp_rewriter::Rewritten;
+use crate::hub::MediaPacket;
 
 /// The streams a link sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,20 +110,19 @@ impl ViewerLink {
         }
     }
 
-    /// Sends one packet of `stream` with the rewritten `header`, `marker` and `payload`;
-    /// `buffer` is the shard's send buffer (the direct link writes and seals into it).
+    /// Sends `packet`'s payload as `stream` with the rewritten `header`; `buffer` is the shard's
+    /// send buffer (the direct link writes and seals into it).
     pub fn write(
         &mut self,
         stream: Stream,
         header: Rewritten,
-        marker: bool,
-        payload: &Bytes,
+        packet: &MediaPacket,
         now: Instant,
         buffer: &mut BytesMut,
     ) -> bool {
         match self {
-            ViewerLink::Direct(link) => link.write(stream, header, marker, payload, now, buffer),
-            ViewerLink::Rtc(link) => link.write(stream, header, marker, payload, now),
+            ViewerLink::Direct(link) => link.write(stream, header, packet, now, buffer),
+            ViewerLink::Rtc(link) => link.write(stream, header, packet, now),
         }
     }
 }

@@ -325,11 +325,7 @@ impl ViewerSession {
         now: Instant,
         buffer: &mut BytesMut,
     ) -> Forwarded {
-        let payload = packet.payload();
-        if self
-            .link
-            .write(stream, out, packet.header.marker, &payload, now, buffer)
-        {
+        if self.link.write(stream, out, packet, now, buffer) {
             Forwarded::Sent
         } else {
             Forwarded::Skipped
