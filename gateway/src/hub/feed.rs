@@ -18,6 +18,7 @@ use tokio::sync::mpsc;
 use super::gop_cache::{DEFAULT_GOP_CACHE_BYTES, GopCache};
 use super::keyframe::Keyframe;
 use super::media_packet::MediaPacket;
+use super::recent_packets::RecentPackets;
 use super::rtp_header::RtpHeader;
 use super::{h264, h265};
 use crate::metrics::CameraMetrics;
@@ -86,6 +87,8 @@ pub struct CameraFeed {
     epoch: AtomicU32,
     /// The current GOP, for viewers to start from.
     gop: GopCache,
+    /// The last video packets, for viewers' NACKs.
+    recent: RecentPackets,
     /// An audio feed: every packet is a starting point, nothing is cached.
     audio: bool,
     /// The video codec: 0 H.264 (also before the pipeline says), 1 H.265.
@@ -129,6 +132,7 @@ impl CameraFeed {
             ssrc: AtomicU64::new(u64::MAX),
             epoch: AtomicU32::new(0),
             gop: GopCache::new(gop_cache_bytes),
+            recent: RecentPackets::default(),
             audio,
             h265: AtomicBool::new(false),
             gop_overflow_logged: AtomicBool::new(false),
@@ -320,8 +324,11 @@ impl CameraFeed {
             data,
             epoch,
         };
-        if self.gop.enabled() && !self.audio {
-            self.cache(&packet);
+        if !self.audio {
+            self.recent.push(&packet);
+            if self.gop.enabled() {
+                self.cache(&packet);
+            }
         }
         let subscribers = self.subscribers.load();
         for subscriber in subscribers.iter() {
@@ -349,6 +356,11 @@ impl CameraFeed {
         let packets = self.gop.snapshot(Instant::now())?;
         self.metrics.gop_cache_replays.inc();
         Some(packets)
+    }
+
+    /// The video packet of camera stream `epoch` with `sequence`, if still kept (for a NACK).
+    pub fn recent_packet(&self, sequence: u16, epoch: u32) -> Option<MediaPacket> {
+        self.recent.get(sequence, epoch)
     }
 
     /// The keyframe the cached GOP starts with (its access unit only), if one is cached, whole,

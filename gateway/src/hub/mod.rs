@@ -9,6 +9,7 @@ pub mod h264;
 pub mod h265;
 pub mod keyframe;
 pub mod media_packet;
+pub mod recent_packets;
 pub mod rtp_header;
 
 pub use feed::{Attachment, CameraFeed, KeyframeSource, MediaSink, Subscription};

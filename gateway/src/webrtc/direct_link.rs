@@ -15,7 +15,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{BufMut, BytesMut};
 use rtc::dtls::crypto::Certificate;
 use rtc::rtcp;
 use rtc::rtcp::sender_report::SenderReport;
@@ -32,7 +32,7 @@ use super::rtp_rewriter::Rewritten;
 use super::srtp_gcm_sender::{MASTER_KEY_LEN, MASTER_SALT_LEN, SrtpGcmSender, TAG_LEN};
 use super::viewer_link::{LinkEvent, Stream};
 use super::whep_peer::{ICE_DISCONNECTED_AFTER, ICE_FAILED_AFTER};
-use crate::hub::MediaPacket;
+use crate::hub::{CameraFeed, MediaPacket};
 
 /// How long after the viewer's nomination the ClientHello leaves: in a later send than the STUN
 /// answer, so that a peer which starts its DTLS only once it has handled ICE's success (webrtc-rs)
@@ -93,12 +93,13 @@ struct SentCounts {
     last: Option<(u32, Instant)>,
 }
 
-/// A packet as sent, to send it again byte for byte.
-#[derive(Clone)]
+/// A packet as sent, to send it again byte for byte: its header, and where its payload is kept
+/// (the camera's recent packets, [`CameraFeed::recent_packet`]).
+#[derive(Clone, Copy)]
 struct SentPacket {
     header: Rewritten,
-    marker: bool,
-    payload: Bytes,
+    camera_sequence: u16,
+    epoch: u32,
 }
 
 /// One viewer's ICE-lite, DTLS-SRTP and SRTP.
@@ -170,15 +171,16 @@ impl DirectLink {
         })
     }
 
-    /// Takes one datagram from the viewer (demultiplexed by its first byte, RFC 7983).
-    pub fn handle_datagram(&mut self, datagram: TaggedBytesMut, now: Instant) {
+    /// Takes one datagram from the viewer (demultiplexed by its first byte, RFC 7983); `video`
+    /// is the camera viewed (NACKs are answered from its recent packets).
+    pub fn handle_datagram(&mut self, datagram: TaggedBytesMut, now: Instant, video: &CameraFeed) {
         if self.failed {
             return;
         }
         match datagram.message.first().copied() {
             Some(0..=3) => self.handle_stun(&datagram, now),
             Some(20..=63) => self.handle_dtls(&datagram.message, now),
-            Some(128..=191) => self.handle_srtcp(&datagram.message, now),
+            Some(128..=191) => self.handle_srtcp(&datagram.message, now, video),
             _ => tracing::trace!("datagram of no known protocol from a viewer"),
         }
         self.drain_dtls();
@@ -251,7 +253,7 @@ impl DirectLink {
         }
     }
 
-    fn handle_srtcp(&mut self, datagram: &[u8], now: Instant) {
+    fn handle_srtcp(&mut self, datagram: &[u8], now: Instant, video: &CameraFeed) {
         let Some(keys) = &mut self.keys else {
             return;
         };
@@ -275,12 +277,17 @@ impl DirectLink {
                 return;
             }
         };
-        self.answer_nacks(&packets, now);
+        self.answer_nacks(&packets, now, video);
         self.events.push_back(LinkEvent::Rtcp(packets));
     }
 
     /// Sends again what the viewer's NACKs for our video ask for and we still have.
-    fn answer_nacks(&mut self, packets: &[Box<dyn rtcp::Packet>], now: Instant) {
+    fn answer_nacks(
+        &mut self,
+        packets: &[Box<dyn rtcp::Packet>],
+        now: Instant,
+        video: &CameraFeed,
+    ) {
         let video_ssrc = self.streams[Stream::Video as usize].ssrc;
         for packet in packets {
             let Some(nack) = packet.as_any().downcast_ref::<TransportLayerNack>() else {
@@ -295,13 +302,16 @@ impl DirectLink {
                 .map(|pair| (pair.packet_id, pair.lost_packets))
                 .collect();
             for (_, sent) in self.history.requested(&pairs, now) {
-                let mut buffer =
-                    BytesMut::with_capacity(RTP_HEADER_LEN + sent.payload.len() + TAG_LEN);
+                let Some(packet) = video.recent_packet(sent.camera_sequence, sent.epoch) else {
+                    continue;
+                };
+                let payload = packet.payload_slice();
+                let mut buffer = BytesMut::with_capacity(RTP_HEADER_LEN + payload.len() + TAG_LEN);
                 if self.seal_into(
                     Stream::Video,
                     sent.header,
-                    sent.marker,
-                    &sent.payload,
+                    packet.header.marker,
+                    payload,
                     now,
                     &mut buffer,
                 ) {
@@ -494,13 +504,12 @@ impl DirectLink {
         let marker = packet.header.marker;
         let sent = self.seal_into(stream, header, marker, packet.payload_slice(), now, buffer);
         if sent && stream == Stream::Video {
-            // The only reference taken per copy: what a NACK may ask for again.
             self.history.sent(
                 header.sequence,
                 SentPacket {
                     header,
-                    marker,
-                    payload: packet.payload(),
+                    camera_sequence: packet.header.sequence,
+                    epoch: packet.epoch,
                 },
             );
         }
@@ -629,6 +638,7 @@ fn ntp_time(time: SystemTime) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
     use rtc::dtls::endpoint::EndpointEvent;
     use rtc::rtcp::transport_feedbacks::transport_layer_nack::NackPair;
     use rtc::shared::TransportProtocol;
@@ -678,7 +688,7 @@ mod tests {
     }
 
     /// A link and a browser through ICE and DTLS, from `t0`; and when they connected.
-    fn connected_link(t0: Instant) -> (DirectLink, BrowserSrtp, Instant) {
+    fn connected_link(t0: Instant, feed: &CameraFeed) -> (DirectLink, BrowserSrtp, Instant) {
         let browser_certificate = certificate();
         let remote_fingerprint = fingerprint(&browser_certificate);
         let mut browser = dtls_server(BROWSER, browser_certificate);
@@ -692,7 +702,7 @@ mod tests {
         let mut link = DirectLink::new(setup, VIDEO_SSRC, None, t0).unwrap();
 
         // A check without nomination is answered; nothing else happens.
-        link.handle_datagram(from_browser(&check(false)), t0);
+        link.handle_datagram(from_browser(&check(false)), t0, feed);
         let answers = sent(&mut link);
         assert_eq!(answers.len(), 1);
         let mut answer = Message::new();
@@ -700,7 +710,7 @@ mod tests {
         assert_eq!(answer.typ, BINDING_SUCCESS);
         assert_eq!(link.destination(), None);
         // The nomination: answered at once, the ClientHello a moment later (a later send).
-        link.handle_datagram(from_browser(&check(true)), t0);
+        link.handle_datagram(from_browser(&check(true)), t0, feed);
         assert_eq!(
             sent(&mut link).len(),
             1,
@@ -723,7 +733,7 @@ mod tests {
                 }
             }
             while let Some(transmit) = browser.poll_transmit() {
-                link.handle_datagram(from_browser(&transmit.message), start);
+                link.handle_datagram(from_browser(&transmit.message), start, feed);
             }
             if link.is_connected() && browser_done {
                 break;
@@ -783,6 +793,10 @@ mod tests {
         }
     }
 
+    fn test_feed() -> std::sync::Arc<CameraFeed> {
+        CameraFeed::new("cam", crate::metrics::Metrics::new().camera("cam"))
+    }
+
     fn header(sequence: u16) -> Rewritten {
         Rewritten {
             ssrc: VIDEO_SSRC,
@@ -795,9 +809,12 @@ mod tests {
     #[test]
     fn media_sealed_in_the_send_buffer_opens_in_the_browser_and_nacks_get_the_same_bytes() {
         let t0 = Instant::now();
-        let (mut link, mut browser, t0) = connected_link(t0);
+        let feed = &test_feed();
+        let (mut link, mut browser, t0) = connected_link(t0, feed);
         let payload: Vec<u8> = (0..1000).map(|i| i as u8).collect();
         let packet = camera_packet(true, &payload);
+        // The camera's packet as the hub keeps it: what NACKs are answered from.
+        feed.publish(packet.data.clone());
         let mut buffer = BytesMut::with_capacity(SEND_BUFFER_BYTES);
         for sequence in [65_534, 65_535, 0, 1] {
             assert!(link.write(Stream::Video, header(sequence), &packet, t0, &mut buffer));
@@ -824,7 +841,7 @@ mod tests {
         };
         let plain = rtcp::packet::marshal(&[Box::new(nack) as Box<dyn rtcp::Packet>]).unwrap();
         let srtcp = browser.send.encrypt_rtcp(&plain).unwrap();
-        link.handle_datagram(from_browser(&srtcp), t0);
+        link.handle_datagram(from_browser(&srtcp), t0, feed);
         assert!(matches!(link.poll_event(), Some(LinkEvent::Rtcp(_))));
         let resent = sent(&mut link);
         assert_eq!(resent.len(), 2);
@@ -851,7 +868,8 @@ mod tests {
     #[test]
     fn a_silent_viewer_is_paused_then_dropped() {
         let t0 = Instant::now();
-        let (mut link, _browser, t0) = connected_link(t0);
+        let feed = &test_feed();
+        let (mut link, _browser, t0) = connected_link(t0, feed);
         let packet = camera_packet(false, &[1; 100]);
         let mut buffer = BytesMut::new();
         link.handle_timeout(t0 + ICE_DISCONNECTED_AFTER);
@@ -859,7 +877,7 @@ mod tests {
         assert!(!link.write(Stream::Video, header(1), &packet, t0, &mut buffer));
         // Heard from again (a consent check): media resumes.
         let back = t0 + ICE_DISCONNECTED_AFTER + Duration::from_secs(1);
-        link.handle_datagram(from_browser(&check(false)), back);
+        link.handle_datagram(from_browser(&check(false)), back, feed);
         assert!(matches!(link.poll_event(), Some(LinkEvent::Connected)));
         assert!(link.write(Stream::Video, header(2), &packet, back, &mut buffer));
         link.handle_timeout(back + ICE_DISCONNECTED_AFTER + ICE_FAILED_AFTER);
@@ -882,6 +900,7 @@ mod tests {
             certificate: certificate(),
         };
         let mut link = DirectLink::new(setup, VIDEO_SSRC, None, t0).unwrap();
+        let feed = &test_feed();
         for datagram in [
             check(true),
             vec![],
@@ -889,7 +908,7 @@ mod tests {
             vec![0x80, 200, 0, 1, 2, 3, 4, 5],
             vec![0xff; 40],
         ] {
-            link.handle_datagram(from_browser(&datagram), t0);
+            link.handle_datagram(from_browser(&datagram), t0, feed);
         }
         assert!(sent(&mut link).is_empty(), "nothing is answered");
         assert_eq!(link.destination(), None);

@@ -244,6 +244,11 @@ impl DtlsSrtpClient {
 
     /// When [`DtlsSrtpClient::handle_timeout`] is due (a flight to send again).
     pub fn poll_timeout(&self) -> Option<Instant> {
+        // Once connected nothing is retransmitted: the endpoint is not asked (it is asked once
+        // per viewer per send otherwise).
+        if self.connected {
+            return None;
+        }
         self.endpoint
             .poll_timeout(&PEER)
             .map(|due| due.max(self.hold_until))

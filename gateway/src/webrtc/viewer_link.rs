@@ -12,7 +12,7 @@ use rtc::shared::TaggedBytesMut;
 use super::direct_link::DirectLink;
 use super::rtc_link::RtcLink;
 use super::rtp_rewriter::Rewritten;
-use crate::hub::MediaPacket;
+use crate::hub::{CameraFeed, MediaPacket};
 
 /// The streams a link sends.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,10 +45,10 @@ pub enum ViewerLink {
 }
 
 impl ViewerLink {
-    /// Takes a datagram from the viewer.
-    pub fn handle_datagram(&mut self, datagram: TaggedBytesMut, now: Instant) {
+    /// Takes a datagram from the viewer of `video`.
+    pub fn handle_datagram(&mut self, datagram: TaggedBytesMut, now: Instant, video: &CameraFeed) {
         match self {
-            ViewerLink::Direct(link) => link.handle_datagram(datagram, now),
+            ViewerLink::Direct(link) => link.handle_datagram(datagram, now, video),
             ViewerLink::Rtc(link) => link.handle_datagram(datagram, now),
         }
     }

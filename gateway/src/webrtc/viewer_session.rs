@@ -178,7 +178,7 @@ impl ViewerSession {
         buffer: &mut BytesMut,
     ) -> Option<EndReason> {
         let now = Instant::now();
-        self.link.handle_datagram(datagram, now);
+        self.link.handle_datagram(datagram, now, &self.feed);
         self.handle_events(buffer)
     }
 
