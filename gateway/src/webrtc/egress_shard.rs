@@ -5,8 +5,10 @@
 //! of its viewers of that camera. A wake-up handles a batch of inputs — control requests,
 //! datagrams routed by the media port, camera packets — then the due timers; then it collects what
 //! the sessions it touched want sent, grouped per viewer, and hands the lot to the batch sender
-//! (`sendmmsg`, UDP GSO). Nothing on this path takes a lock shared with other shards, and the
-//! per-viewer work is the peer connection's own (header rewrite, interceptors, SRTP).
+//! (`sendmmsg`, UDP GSO). Nothing on this path takes a lock shared with other shards. The
+//! per-viewer work is the header rewrite and the viewer's link: with the gateway's own stack
+//! (`direct_link`) the packet is written and sealed in the shard's send buffer, with `rtc`'s
+//! (`rtc_link`) it goes through the peer connection's interceptors and SRTP.
 
 use std::collections::HashMap;
 use std::sync::Arc;

@@ -27,7 +27,6 @@ pub struct RtcLink {
     peer: RTCPeerConnection,
     video: RTCRtpSenderId,
     audio: Option<RTCRtpSenderId>,
-    connected: bool,
     events: VecDeque<LinkEvent>,
 }
 
@@ -43,7 +42,6 @@ impl RtcLink {
             peer,
             video,
             audio,
-            connected: false,
             events: VecDeque::new(),
         }
     }
@@ -75,11 +73,6 @@ impl RtcLink {
     /// The next datagram to send.
     pub fn poll_transmit(&mut self) -> Option<TaggedBytesMut> {
         self.peer.poll_write()
-    }
-
-    /// True while media can be sent.
-    pub fn is_connected(&self) -> bool {
-        self.connected
     }
 
     /// Starts the close (DTLS close_notify).
@@ -141,15 +134,12 @@ impl RtcLink {
                     tracing::debug!(state = %connection, "viewer connection state");
                     match connection {
                         RTCPeerConnectionState::Connected => {
-                            self.connected = true;
                             self.events.push_back(LinkEvent::Connected);
                         }
                         RTCPeerConnectionState::Disconnected => {
-                            self.connected = false;
                             self.events.push_back(LinkEvent::Disconnected);
                         }
                         RTCPeerConnectionState::Failed | RTCPeerConnectionState::Closed => {
-                            self.connected = false;
                             self.events.push_back(LinkEvent::Failed);
                             return;
                         }

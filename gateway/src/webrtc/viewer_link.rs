@@ -94,14 +94,6 @@ impl ViewerLink {
         }
     }
 
-    /// True while media can be sent.
-    pub fn is_connected(&self) -> bool {
-        match self {
-            ViewerLink::Direct(link) => link.is_connected(),
-            ViewerLink::Rtc(link) => link.is_connected(),
-        }
-    }
-
     /// Starts the close; its datagrams are then in [`ViewerLink::poll_transmit`].
     pub fn close(&mut self, now: Instant) {
         match self {
