@@ -1,8 +1,9 @@
 //! One viewer's connection run by the gateway itself, without `rtc`'s peer connection: ICE-lite
 //! ([`IceLiteResponder`]), DTLS-SRTP as the client ([`DtlsSrtpClient`]), SRTP sealed in place
 //! into the egress shard's send buffer ([`SrtpGcmSender`]), SRTCP in (the viewer's reports,
-//! NACKs and keyframe requests), NACKs answered byte for byte from [`RetransmitHistory`], and a
-//! sender report a second per stream. `rtc` still answers the SDP offer; this takes over from
+//! NACKs and keyframe requests), NACKs answered byte for byte (the header from the viewer's
+//! [`RetransmitHistory`], the payload from the camera's recent packets), and a sender report a
+//! second per stream. `rtc` still answers the SDP offer; this takes over from
 //! there (issue 7, `benches/EGRESS-PLAN.md`).
 //!
 //! Media goes only to the address the viewer nominated with an authenticated Binding request
@@ -28,6 +29,7 @@ use rtc::srtp::protection_profile::ProtectionProfile;
 use super::dtls_srtp_client::{DtlsEvent, DtlsSrtpClient, SrtpKeys, SrtpProfile};
 use super::ice_lite_responder::{BindingCheck, IceLiteResponder};
 use super::retransmit_history::RetransmitHistory;
+use super::rtcp_quality::ntp_time;
 use super::rtp_rewriter::Rewritten;
 use super::srtp_gcm_sender::{MASTER_KEY_LEN, MASTER_SALT_LEN, SrtpGcmSender, TAG_LEN};
 use super::viewer_link::{LinkEvent, Stream};
@@ -46,8 +48,6 @@ const SRTCP_REPLAY_WINDOW: usize = 64;
 const SEND_BUFFER_BYTES: usize = 64 * 1024;
 /// RTP header length as written (no CSRCs, no extension).
 const RTP_HEADER_LEN: usize = 12;
-/// Seconds from 1900 (NTP's epoch) to 1970.
-const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
 
 /// What a direct link is set up from: our answer's ICE credentials and DTLS certificate, and
 /// what the viewer's offer says of its own.
@@ -183,7 +183,7 @@ impl DirectLink {
             Some(128..=191) => self.handle_srtcp(&datagram.message, now, video),
             _ => tracing::trace!("datagram of no known protocol from a viewer"),
         }
-        self.drain_dtls();
+        self.drain_dtls(now);
     }
 
     fn handle_stun(&mut self, datagram: &TaggedBytesMut, now: Instant) {
@@ -371,7 +371,7 @@ impl DirectLink {
                 self.send_reports(now);
             }
         }
-        self.drain_dtls();
+        self.drain_dtls(now);
     }
 
     fn start_dtls(&mut self, now: Instant) {
@@ -388,13 +388,13 @@ impl DirectLink {
     }
 
     /// Moves what DTLS has to send to the outbox, addressed to the nominated address.
-    fn drain_dtls(&mut self) {
+    fn drain_dtls(&mut self, now: Instant) {
         let (Some(dtls), Some(destination)) = (&mut self.dtls, self.destination) else {
             return;
         };
         while let Some(message) = dtls.poll_transmit() {
             self.outbox.push_back(TaggedBytesMut {
-                now: Instant::now(),
+                now,
                 transport: destination,
                 message,
             });
@@ -580,7 +580,7 @@ impl DirectLink {
         if let Some(dtls) = &mut self.dtls {
             dtls.close(now);
         }
-        self.drain_dtls();
+        self.drain_dtls(now);
         self.connected = false;
     }
 
@@ -624,16 +624,6 @@ fn srtp_state(keys: &SrtpKeys) -> Result<Keys, String> {
             Some(srtcp_replay_protection(SRTCP_REPLAY_WINDOW)),
         )?,
     })
-}
-
-/// `time` as a 64-bit NTP timestamp (RFC 3550 §4).
-fn ntp_time(time: SystemTime) -> u64 {
-    let since = time
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .unwrap_or_default();
-    let seconds = since.as_secs() + NTP_UNIX_OFFSET;
-    let fraction = (u64::from(since.subsec_nanos()) << 32) / 1_000_000_000;
-    (seconds << 32) | fraction
 }
 
 #[cfg(test)]

@@ -163,32 +163,26 @@ impl WebrtcEngine {
             .audio
             .as_ref()
             .map(|a| (a.ssrc, a.codec.clock_rate()));
-        let direct = match (self.viewer_stack, negotiated.direct) {
-            (ViewerStack::Straja, Some(setup)) => {
-                match direct_link::DirectLink::new(
+        let link = match (self.viewer_stack, negotiated.direct) {
+            (ViewerStack::Straja, Some(setup)) => viewer_link::ViewerLink::Direct(Box::new(
+                direct_link::DirectLink::new(
                     setup,
                     negotiated.ssrc,
                     audio_stream,
                     std::time::Instant::now(),
-                ) {
-                    Ok(link) => Some(link),
-                    Err(e) => return Err(PeerSetupError::new(e)),
-                }
-            }
-            _ => None,
-        };
-        tracing::debug!(
-            own_stack = direct.is_some(),
-            "viewer connection: the gateway's own stack (ICE-lite, DTLS, SRTP) or rtc's"
-        );
-        let link = match direct {
-            Some(link) => viewer_link::ViewerLink::Direct(Box::new(link)),
-            None => viewer_link::ViewerLink::Rtc(Box::new(rtc_link::RtcLink::new(
+                )
+                .map_err(PeerSetupError::new)?,
+            )),
+            _ => viewer_link::ViewerLink::Rtc(Box::new(rtc_link::RtcLink::new(
                 negotiated.peer,
                 negotiated.sender,
                 negotiated.audio.as_ref().map(|a| a.sender),
             ))),
         };
+        tracing::debug!(
+            own_stack = matches!(link, viewer_link::ViewerLink::Direct(_)),
+            "viewer connection: the gateway's own stack (ICE-lite, DTLS, SRTP) or rtc's"
+        );
         let session = viewer_session::ViewerSession::new(
             link,
             rtp_rewriter::RtpRewriter::new(

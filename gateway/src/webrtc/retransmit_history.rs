@@ -3,8 +3,8 @@
 //!
 //! A ring of the last [`HISTORY`] packets by their sequence number on the viewer's stream. An
 //! entry is whatever the sender needs to send the packet again byte for byte (for the egress
-//! path: the camera packet's shared handle and the rewritten header fields, no copy of the
-//! payload), so a resend is sealed under the same nonce over the same bytes. Resends are
+//! path: the rewritten header and the camera's sequence number, whose payload the camera's
+//! recent packets keep; no reference to the payload per copy), so a resend is sealed under the same nonce over the same bytes. Resends are
 //! budgeted: at most [`MAX_RESENDS_PER_SECOND`] a second per viewer, so that a viewer on a poor
 //! link (or one that asks for everything) cannot make the gateway send it more than a fraction
 //! over its stream.

@@ -133,13 +133,18 @@ fn round_trip(block: &ReceptionReport, now: SystemTime) -> Option<Duration> {
     (rtt <= MAX_RTT).then_some(rtt)
 }
 
-/// The middle 32 bits of the NTP timestamp of `time`.
-pub fn ntp_short(time: SystemTime) -> u32 {
+/// `time` as a 64-bit NTP timestamp (RFC 3550 §4: seconds since 1900, 32-bit fraction).
+pub fn ntp_time(time: SystemTime) -> u64 {
     const NTP_UNIX_OFFSET: u64 = 2_208_988_800;
     let since_unix = time.duration_since(UNIX_EPOCH).unwrap_or_default();
     let seconds = since_unix.as_secs().wrapping_add(NTP_UNIX_OFFSET);
     let fraction = (u64::from(since_unix.subsec_nanos()) << 32) / 1_000_000_000;
-    (((seconds & 0xffff) << 16) | (fraction >> 16)) as u32
+    (seconds << 32) | fraction
+}
+
+/// The middle 32 bits of the NTP timestamp of `time`.
+pub fn ntp_short(time: SystemTime) -> u32 {
+    (ntp_time(time) >> 16) as u32
 }
 
 #[cfg(test)]
